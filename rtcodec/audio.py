@@ -1,0 +1,395 @@
+"""Audio in and out of rtcodec: files, the built-in default speech, and live devices.
+
+Audio crosses module boundaries as float32 numpy arrays in [-1, 1] of shape [samples]: mono, at
+SAMPLE_RATE. Calls move it as 20 ms frames of shape [FRAME_SAMPLES] through the `FrameSource` and
+`FrameSink` protocols, which files (for tests and benchmarks) and sound devices both implement.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import queue
+import subprocess
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Literal, Protocol, Self
+
+import numpy as np
+import scipy.signal
+import soundfile
+
+from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE
+from rtcodec.fileio import atomic_write_bytes
+
+if TYPE_CHECKING:
+    import sounddevice
+
+Device = int | str | None
+"""A sounddevice device: index, name substring, or None for the system default."""
+_FrameQueue = queue.Queue[np.ndarray | None]
+"""Captured frames waiting for the reader; None marks the end of the stream."""
+
+_UNRECOGNISED_FORMAT = 1
+"""libsndfile's SF_ERR_UNRECOGNISED_FORMAT."""
+_DEVICE_TIMEOUT_SECONDS = 2.0
+"""How long a microphone may deliver nothing before it counts as failed."""
+_STREAM_SETTINGS: dict[str, object] = {
+    "samplerate": SAMPLE_RATE,
+    "channels": 1,
+    "dtype": "float32",
+    "blocksize": FRAME_SAMPLES,
+}
+"""sounddevice stream settings shared by the microphone and the speaker: one callback per frame."""
+
+_PASSAGE = (
+    "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. "
+    "It's easy to tell the depth of a well. These days a chicken leg is a rare dish."
+)
+"""Harvard sentences (IEEE 1969, list 1): phonetically balanced English, about 10 s spoken."""
+_ESPEAK_WORDS_PER_MINUTE = 150
+_SYNTHETIC_SECONDS = 9.0
+_SYLLABLE_SECONDS = 0.2
+"""Syllable length of the synthetic fallback: 5 syllables/s, a typical speaking rate."""
+_SYLLABLES_PER_PHRASE = 6
+"""Voiced syllables between the one-syllable pauses of the synthetic fallback."""
+_PHRASE_SECONDS = (_SYLLABLES_PER_PHRASE + 1) * _SYLLABLE_SECONDS
+_VOWEL_FORMANTS_HZ = (
+    (730, 1090, 2440),
+    (270, 2290, 3010),
+    (300, 870, 2240),
+    (530, 1840, 2480),
+    (570, 840, 2410),
+)
+"""F1-F3 of /a/, /i/, /u/, /e/, /o/ (Peterson & Barney, male speakers)."""
+_GLOTTAL_POLE = 0.9
+"""One-pole lowpass on the sawtooth voice: the -12 dB/octave tilt of real glottal pulses."""
+_FORMANT_GAINS = (1.0, 0.5, 0.25)
+_FORMANT_BANDWIDTH_HZ = 100.0
+
+
+class AudioError(ValueError):
+    """Audio that cannot be read, written or captured; the message names the file or device."""
+
+
+@dataclass(frozen=True, eq=False)
+class DefaultInput:
+    """The built-in input: float32 [samples] speech in [-1, 1] and what it honestly is."""
+
+    audio: np.ndarray
+    description: str
+
+
+class FrameSource(Protocol):
+    """Where a call's outgoing audio comes from: frames of float32 [FRAME_SAMPLES] in [-1, 1]."""
+
+    def read_frame(self) -> np.ndarray | None:
+        """The next frame, blocking until it exists; None once the source has ended."""
+        ...
+
+    def close(self) -> None:
+        """Stop the source and release its device; later reads return None."""
+        ...
+
+
+class FrameSink(Protocol):
+    """Where a call's incoming audio goes: frames of float32 [FRAME_SAMPLES] in [-1, 1]."""
+
+    def write_frame(self, frame: np.ndarray) -> None:
+        """Play or store one frame."""
+        ...
+
+    def close(self) -> None:
+        """Finish: flush what was written and release the device or file."""
+        ...
+
+
+def read_audio(path: str | Path) -> np.ndarray:
+    """Read any file libsndfile reads (WAV, FLAC, Ogg Vorbis, Ogg Opus, ...) at any rate and channel
+    count, as float32 [samples] in [-1, 1]: mono (channel mean) at SAMPLE_RATE.
+
+    Raises AudioError for a missing, empty, non-audio or non-finite file.
+    """
+    path = Path(path)
+    samples, rate = _read_samples(path)
+    if samples.shape[0] == 0:
+        raise _unreadable(path, "contains no audio samples")
+    mono = _checked_mono(samples.mean(axis=1), f"cannot read '{path}'")
+    return resample(mono, rate)
+
+
+def resample(audio: np.ndarray, from_rate: int, to_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Resample float [samples] from `from_rate` to `to_rate` Hz with a polyphase filter.
+
+    Returns float32 [ceil(samples * to_rate / from_rate)], clipped to [-1, 1].
+    """
+    audio = _checked_mono(audio, "cannot resample")
+    if from_rate <= 0 or to_rate <= 0:
+        raise ValueError(f"sample rates must be positive, got {from_rate} -> {to_rate} Hz")
+    common = math.gcd(from_rate, to_rate)
+    up, down = to_rate // common, from_rate // common
+    resampled = audio if up == down else scipy.signal.resample_poly(audio, up, down)
+    return np.clip(resampled, -1.0, 1.0).astype(np.float32)
+
+
+def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write float [samples] (clipped to [-1, 1]) as a 16-bit PCM mono WAV file, atomically:
+    `path` either keeps its old content or gets the whole new file, never a partial one."""
+    path = Path(path)
+    audio = _checked_mono(audio, f"cannot write '{path}'")
+    encoded = io.BytesIO()
+    soundfile.write(encoded, np.clip(audio, -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
+    atomic_write_bytes(path, encoded.getvalue())
+
+
+def frames(audio: np.ndarray) -> Iterator[np.ndarray]:
+    """Split float [samples] into float32 [FRAME_SAMPLES] frames, zero-padding the last one."""
+    audio = _checked_mono(audio, "cannot split into frames")
+    count = -(-len(audio) // FRAME_SAMPLES)
+    padded = np.zeros(count * FRAME_SAMPLES, dtype=np.float32)
+    padded[: len(audio)] = audio
+    return iter(padded.reshape(count, FRAME_SAMPLES))
+
+
+def default_speech(seconds: float | None = None) -> DefaultInput:
+    """The built-in input: English sentences spoken by espeak-ng (about 10 s), or, where espeak-ng
+    is not installed, a deterministic synthetic speech-like signal (9 s).
+
+    With `seconds`, the audio is cut or repeated to exactly round(seconds * SAMPLE_RATE) samples.
+    """
+    if seconds is not None and not seconds > 0:
+        raise ValueError(f"seconds must be positive, got {seconds}")
+    try:
+        speech = DefaultInput(_espeak_speech(), f'espeak-ng reading "{_PASSAGE}"')
+    except FileNotFoundError:
+        speech = DefaultInput(
+            _synthetic_speech(_SYNTHETIC_SECONDS),
+            "synthetic speech-like signal (espeak-ng is not installed)",
+        )
+    if seconds is None:
+        return speech
+    return DefaultInput(np.resize(speech.audio, round(seconds * SAMPLE_RATE)), speech.description)
+
+
+class _ClosingContext(ABC):
+    """`with` support for sources and sinks: leaving the block closes them."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class FileSource(_ClosingContext):
+    """A FrameSource that plays float [samples] audio as frames; the stand-in for a microphone.
+
+    It does not pace itself: every read returns at once.
+    """
+
+    def __init__(self, audio: np.ndarray) -> None:
+        self._frames = frames(audio)
+
+    def read_frame(self) -> np.ndarray | None:
+        return next(self._frames, None)
+
+    def close(self) -> None:
+        self._frames = iter(())
+
+
+class WavFileSink(_ClosingContext):
+    """A FrameSink that collects frames and writes them to a 16-bit WAV file, atomically, on
+    `close()`; closing it at any point gives a complete, valid file of the frames so far."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise AudioError(f"cannot write '{self.path}': no such directory")
+        self._frames: list[np.ndarray] = []
+        self._closed = False
+
+    def write_frame(self, frame: np.ndarray) -> None:
+        if self._closed:
+            raise ValueError(f"cannot write to '{self.path}': the sink is closed")
+        self._frames.append(_checked_frame(frame).copy())
+
+    def close(self) -> None:
+        if not self._closed:
+            write_wav(self.path, np.array(self._frames, dtype=np.float32).reshape(-1))
+            self._closed = True
+
+
+class MicrophoneSource(_ClosingContext):
+    """A FrameSource that captures a sound device at SAMPLE_RATE, mono, one frame per callback.
+
+    Frames wait in a bounded queue; when the reader falls `max_queued_frames` behind, the oldest
+    frame is dropped (counted in `dropped_frames`) so that latency stays bounded.
+    Raises AudioError when there is no usable input device.
+    """
+
+    def __init__(self, device: Device = None, max_queued_frames: int = 10) -> None:
+        self.dropped_frames = 0
+        self._frames: _FrameQueue = queue.Queue(maxsize=max_queued_frames)
+        with _device_errors("input", device) as sounddevice_module:
+            self._stream: sounddevice.InputStream = sounddevice_module.InputStream(
+                device=device, callback=self._on_audio, **_STREAM_SETTINGS
+            )
+            self._stream.start()
+
+    def read_frame(self) -> np.ndarray | None:
+        if self._stream.closed:
+            return None
+        try:
+            return self._frames.get(timeout=_DEVICE_TIMEOUT_SECONDS)
+        except queue.Empty:
+            raise AudioError("the microphone stopped delivering audio") from None
+
+    def close(self) -> None:
+        if not self._stream.closed:
+            self._stream.close()
+            _put_dropping_oldest(self._frames, None)
+
+    def _on_audio(self, captured: np.ndarray, count: int, time: object, status: object) -> None:
+        """sounddevice callback, on its audio thread: `captured` is float32 [FRAME_SAMPLES, 1]."""
+        if _put_dropping_oldest(self._frames, captured[:, 0].copy()):
+            self.dropped_frames += 1
+
+
+class SpeakerSink(_ClosingContext):
+    """A FrameSink that plays frames on a sound device at SAMPLE_RATE, mono.
+
+    `write_frame` blocks while the device buffer is full, which paces the caller in real time.
+    Raises AudioError when there is no usable output device.
+    """
+
+    def __init__(self, device: Device = None) -> None:
+        with _device_errors("output", device) as sounddevice_module:
+            self._stream: sounddevice.OutputStream = sounddevice_module.OutputStream(
+                device=device, **_STREAM_SETTINGS
+            )
+            self._stream.start()
+
+    def write_frame(self, frame: np.ndarray) -> None:
+        self._stream.write(np.clip(_checked_frame(frame), -1.0, 1.0)[:, np.newaxis])
+
+    def close(self) -> None:
+        if not self._stream.closed:
+            self._stream.stop()
+            self._stream.close()
+
+
+def _read_samples(path: Path) -> tuple[np.ndarray, int]:
+    """Samples as float32 [samples, channels] and their rate in Hz; AudioError if unreadable."""
+    try:
+        with path.open("rb") as file:
+            if os.fstat(file.fileno()).st_size == 0:
+                raise _unreadable(path, "the file is empty")
+            return soundfile.read(file, dtype="float32", always_2d=True)
+    except OSError as error:
+        raise _unreadable(path, (error.strerror or str(error)).lower()) from None
+    except soundfile.LibsndfileError as error:
+        raise _unreadable(path, _libsndfile_reason(error)) from None
+
+
+def _libsndfile_reason(error: soundfile.LibsndfileError) -> str:
+    if error.code == _UNRECOGNISED_FORMAT:
+        return "not a recognised audio file"
+    return error.error_string.rstrip(".").lower()
+
+
+def _unreadable(path: Path, reason: str) -> AudioError:
+    return AudioError(f"cannot read '{path}': {reason}")
+
+
+def _checked_mono(audio: np.ndarray, context: str) -> np.ndarray:
+    """`audio` as float32 [samples]; AudioError starting with `context` if not finite mono audio."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise AudioError(f"{context}: audio must have shape [samples], got {audio.shape}")
+    if not np.isfinite(audio).all():
+        raise AudioError(f"{context}: audio contains NaN or infinite samples")
+    return audio
+
+
+def _checked_frame(frame: np.ndarray) -> np.ndarray:
+    """`frame` as float32 [FRAME_SAMPLES]; ValueError for any other shape."""
+    frame = np.asarray(frame, dtype=np.float32)
+    if frame.shape != (FRAME_SAMPLES,):
+        raise ValueError(f"a frame must have shape ({FRAME_SAMPLES},), got {frame.shape}")
+    return frame
+
+
+def _espeak_speech() -> np.ndarray:
+    """The passage spoken by espeak-ng, float32 [samples]; FileNotFoundError if not installed."""
+    with tempfile.TemporaryDirectory() as directory:
+        wav_path = Path(directory) / "passage.wav"
+        command = ["espeak-ng", "-w", str(wav_path), "-s", str(_ESPEAK_WORDS_PER_MINUTE), _PASSAGE]
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+        return read_audio(wav_path)
+
+
+def _synthetic_speech(seconds: float) -> np.ndarray:
+    """Deterministic speech-like float32 [samples]: a tilted sawtooth voice with a wandering pitch,
+    one vowel per syllable shaped by formant resonators and a syllable envelope, phrase pauses."""
+    rng = np.random.default_rng(0)
+    sample_count = round(seconds * SAMPLE_RATE)
+    time = np.arange(sample_count) / SAMPLE_RATE
+    pitch_hz = 120.0 + 20.0 * np.sin(2 * np.pi * 0.3 * time) - 10.0 * (time % _PHRASE_SECONDS)
+    voice = scipy.signal.sawtooth(2 * np.pi * np.cumsum(pitch_hz) / SAMPLE_RATE)
+    voice += 0.05 * rng.standard_normal(sample_count)
+    voice = scipy.signal.lfilter([1.0], [1.0, -_GLOTTAL_POLE], voice)
+    syllable_samples = round(_SYLLABLE_SECONDS * SAMPLE_RATE)
+    speech = np.zeros(sample_count)
+    for index, start in enumerate(range(0, sample_count, syllable_samples)):
+        if index % (_SYLLABLES_PER_PHRASE + 1) == _SYLLABLES_PER_PHRASE:
+            continue
+        segment = voice[start : start + syllable_samples]
+        vowel = _VOWEL_FORMANTS_HZ[rng.integers(len(_VOWEL_FORMANTS_HZ))]
+        envelope = np.hanning(len(segment))
+        speech[start : start + len(segment)] = _formant_filter(segment, vowel) * envelope
+    return (0.5 * speech / np.max(np.abs(speech))).astype(np.float32)
+
+
+def _formant_filter(source: np.ndarray, formants_hz: tuple[int, int, int]) -> np.ndarray:
+    """`source` through parallel resonators at `formants_hz`, weighted by _FORMANT_GAINS."""
+    shaped = np.zeros_like(source)
+    for formant_hz, gain in zip(formants_hz, _FORMANT_GAINS, strict=True):
+        numerator, denominator = scipy.signal.iirpeak(
+            formant_hz, formant_hz / _FORMANT_BANDWIDTH_HZ, fs=SAMPLE_RATE
+        )
+        shaped += gain * scipy.signal.lfilter(numerator, denominator, source)
+    return shaped
+
+
+@contextmanager
+def _device_errors(direction: Literal["input", "output"], device: Device) -> Iterator[ModuleType]:
+    """Yield the sounddevice module; turn a missing PortAudio or device into AudioError."""
+    try:
+        import sounddevice as sounddevice_module
+    except (ImportError, OSError) as error:
+        raise AudioError(f"live audio is unavailable (no PortAudio): {error}") from None
+    try:
+        yield sounddevice_module
+    except (sounddevice_module.PortAudioError, ValueError) as error:
+        name = "the default" if device is None else repr(device)
+        raise AudioError(f"no usable audio {direction} device ({name}): {error}") from None
+
+
+def _put_dropping_oldest(frames_queue: _FrameQueue, item: np.ndarray | None) -> bool:
+    """Put `item` on `frames_queue` (whose only producer is the caller), first dropping the oldest
+    entry if it is full; True if one was dropped."""
+    full = frames_queue.full()
+    if full:
+        with suppress(queue.Empty):
+            frames_queue.get_nowait()
+    frames_queue.put_nowait(item)
+    return full

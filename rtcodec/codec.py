@@ -1,0 +1,175 @@
+"""`Codec`: the neural codec as a user sees it, on numpy audio and packets.
+
+Offline, `encode` turns float32 audio [samples] into codes [num_codebooks, frames] and `decode`
+turns them back. Streaming, `stream_encoder()` takes one 20 ms frame and returns one packet (bytes),
+and `stream_decoder()` takes a packet, or None for a lost one, and returns 20 ms of audio.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rtcodec.bitstream import Packet
+from rtcodec.config import FRAME_SAMPLES, CodecConfig, kbps_for_codebooks
+from rtcodec.model import NeuralCodec, WeightsError
+from rtcodec.quantization import ABSENT
+from rtcodec.streaming import streaming
+
+NAME = "rtcodec"
+SEQUENCE_MODULO = 1 << 16
+
+
+def shipped_weights() -> Path:
+    """Folder of the weights that ship inside the package."""
+    return Path(str(resources.files("rtcodec") / "weights"))
+
+
+def _as_frame(frame: np.ndarray) -> torch.Tensor:
+    """Validated float32 [FRAME_SAMPLES] -> tensor [1, 1, FRAME_SAMPLES]."""
+    array = np.asarray(frame, dtype=np.float32)
+    if array.shape != (FRAME_SAMPLES,):
+        raise ValueError(f"a frame is {FRAME_SAMPLES} mono samples, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError("frame contains NaN or infinite samples")
+    return torch.from_numpy(np.clip(array, -1.0, 1.0))[None, None, :]
+
+
+def _as_audio(audio: np.ndarray) -> torch.Tensor:
+    """Validated float32 [samples], zero-padded to whole frames -> tensor [1, 1, samples']."""
+    array = np.asarray(audio, dtype=np.float32)
+    if array.ndim != 1 or len(array) == 0:
+        raise ValueError(f"audio must be a non-empty mono array [samples], got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError("audio contains NaN or infinite samples")
+    padded = np.pad(np.clip(array, -1.0, 1.0), (0, -len(array) % FRAME_SAMPLES))
+    return torch.from_numpy(padded)[None, None, :]
+
+
+class Codec:
+    """A trained (or, for tests, untrained) neural codec."""
+
+    def __init__(self, model: NeuralCodec) -> None:
+        self.model = model.eval()
+
+    @property
+    def config(self) -> CodecConfig:
+        return self.model.config
+
+    @property
+    def model_id(self) -> str:
+        return self.config.model_id
+
+    @torch.inference_mode()
+    def encode(self, audio: np.ndarray, kbps: float) -> np.ndarray:
+        """float32 audio [samples] -> int64 codes [num_codebooks, ceil(samples / FRAME_SAMPLES)]."""
+        num_codebooks = self.config.codebooks_for_kbps(kbps)
+        return self.model.encode(_as_audio(audio), num_codebooks)[0].numpy()
+
+    @torch.inference_mode()
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """int codes [num_codebooks, frames] (ABSENT = -1 allowed) -> float32 audio [frames * FRAME_SAMPLES]."""
+        array = np.asarray(codes)
+        if array.ndim != 2 or not 1 <= array.shape[0] <= self.config.num_codebooks:
+            raise ValueError(f"codes must be [1..{self.config.num_codebooks} codebooks, frames], got {array.shape}")
+        if ((array < ABSENT) | (array >= self.config.codebook_size)).any():
+            raise ValueError("codes out of range")
+        audio = self.model.decode(torch.from_numpy(array.astype(np.int64))[None])
+        return audio[0, 0].clamp(-1, 1).numpy()
+
+    def stream_encoder(self, kbps: float) -> RtcStreamEncoder:
+        return RtcStreamEncoder(self.model, kbps)
+
+    def stream_decoder(self) -> RtcStreamDecoder:
+        return RtcStreamDecoder(self.model)
+
+
+class RtcStreamEncoder:
+    """One 20 ms frame in, one packet out. Owns a copy of the encoder, so streams are independent."""
+
+    name = NAME
+
+    def __init__(self, model: NeuralCodec, kbps: float) -> None:
+        self._encoder = copy.deepcopy(model.encoder)
+        self._quantizer = model.quantizer
+        self._config = model.config
+        self._num_codebooks = model.config.codebooks_for_kbps(kbps)
+        self._seq = 0
+        self._stream = streaming(self._encoder)
+        self._stream.__enter__()
+
+    @property
+    def kbps(self) -> float:
+        return kbps_for_codebooks(self._num_codebooks)
+
+    def set_kbps(self, kbps: float) -> None:
+        """Change the bitrate from the next packet on."""
+        self._num_codebooks = self._config.codebooks_for_kbps(kbps)
+
+    @torch.inference_mode()
+    def push(self, frame: np.ndarray) -> bytes:
+        """float32 [FRAME_SAMPLES] -> one serialised packet."""
+        latent = self._encoder(_as_frame(frame))
+        codes = self._quantizer.encode(latent, self._num_codebooks)[0, :, 0].numpy()
+        packet = Packet(seq=self._seq, codes=codes)
+        self._seq = (self._seq + 1) % SEQUENCE_MODULO
+        return packet.to_bytes()
+
+
+class RtcStreamDecoder:
+    """One packet (or None for a lost frame) in, 20 ms of audio out. Owns a copy of the decoder."""
+
+    def __init__(self, model: NeuralCodec) -> None:
+        self._model = model
+        self._decoder = copy.deepcopy(model.decoder)
+        self._stream = streaming(self._decoder)
+        self._stream.__enter__()
+
+    @torch.inference_mode()
+    def push(self, packet: Packet | None, following: Packet | None = None) -> np.ndarray:
+        """Decode one frame -> float32 [FRAME_SAMPLES] in [-1, 1].
+
+        A lost frame is rebuilt from the coarse codes that `following` carries for it (redundancy)
+        when it has them; otherwise the decoder conceals it from the "lost" marker.
+        """
+        codes = packet.codes if packet is not None else _redundant_codes(following)
+        latent = self._latent(codes)
+        return self._decoder(latent)[0, 0].clamp(-1, 1).numpy()
+
+    def _latent(self, codes: np.ndarray | None) -> torch.Tensor:
+        """codes [k] or None -> latent [1, latent_dim, 1]."""
+        if codes is None or len(codes) == 0:
+            blank = torch.zeros(1, self._model.config.latent_dim, 1)
+            return self._model.mark_lost(blank, torch.ones(1, 1, dtype=torch.bool))
+        return self._model.quantizer.decode(torch.from_numpy(codes.astype(np.int64))[None, :, None])
+
+
+def _redundant_codes(following: Packet | None) -> np.ndarray | None:
+    """The coarse codes of the frame before `following`, if it carries them."""
+    if following is None or not following.redundancy:
+        return None
+    return following.redundancy[0]
+
+
+def load(path: str | Path | None = None) -> Codec:
+    """Load a codec from a folder with `model.safetensors` + `config.json` (the shipped one by default)."""
+    directory = Path(path) if path is not None else shipped_weights()
+    try:
+        return Codec(NeuralCodec.load(directory))
+    except WeightsError as error:
+        if path is None:
+            raise WeightsError(
+                "rtcodec ships no trained weights yet (rtcodec/weights/ is empty); train a model "
+                "with `rtcodec train`, or use rtcodec.codec.untrained() for an untrained one"
+            ) from error
+        raise
+
+
+def untrained(config: CodecConfig | None = None, seed: int = 0) -> Codec:
+    """A codec with random weights: for tests and benchmarks of speed, never for listening."""
+    torch.manual_seed(seed)
+    return Codec(NeuralCodec(config or CodecConfig()))

@@ -1,0 +1,113 @@
+"""Every number that defines the codec lives here: sample rate, frame size, codebooks and bitrates."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+SAMPLE_RATE = 16_000
+"""Audio sample rate in Hz, for both codecs."""
+FRAME_SAMPLES = 320
+"""Samples per 20 ms frame; one packet per frame."""
+FRAME_RATE = SAMPLE_RATE // FRAME_SAMPLES
+"""Frames (packets) per second: 50."""
+CODEBOOK_SIZE = 1024
+"""Entries per RVQ codebook."""
+BITS_PER_CODE = int(math.log2(CODEBOOK_SIZE))
+"""Bits per code on the wire: 10."""
+BITRATE_PER_CODEBOOK = FRAME_RATE * BITS_PER_CODE
+"""Bit/s that one codebook adds: 500."""
+MAX_CODEBOOKS = 24
+"""Codebooks in the shipped model: 24 x 500 bit/s = 12 kbps."""
+STANDARD_KBPS = (1.5, 3.0, 6.0, 9.0, 12.0)
+"""The bitrates rtcodec advertises."""
+
+
+class ConfigError(ValueError):
+    """A bitrate or configuration that the codec cannot honour."""
+
+
+def codebooks_for_kbps(kbps: float, max_codebooks: int = MAX_CODEBOOKS) -> int:
+    """Number of codebooks that gives exactly `kbps` (1.5 -> 3, 6 -> 12, 12 -> 24)."""
+    count = kbps * 1000 / BITRATE_PER_CODEBOOK
+    if not math.isfinite(count) or count != round(count) or not 1 <= count <= max_codebooks:
+        step = BITRATE_PER_CODEBOOK / 1000
+        raise ConfigError(
+            f"unsupported bitrate {kbps} kbps: rtcodec takes multiples of {step} kbps "
+            f"from {step} to {max_codebooks * step} kbps"
+        )
+    return int(round(count))
+
+
+def kbps_for_codebooks(num_codebooks: int) -> float:
+    """Bitrate in kbps of `num_codebooks` codebooks per frame (codes only, no headers)."""
+    return num_codebooks * BITRATE_PER_CODEBOOK / 1000
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Architecture of the neural codec; saved as JSON next to the weights.
+
+    The encoder downsamples by `prod(ratios)` == FRAME_SAMPLES, so one latent vector is one frame.
+    """
+
+    channels: int = 16
+    """Width of the first (16 kHz) encoder stage; it doubles at every downsampling."""
+    ratios: tuple[int, ...] = (2, 4, 5, 8)
+    """Encoder downsampling factors, first to last; the decoder mirrors them."""
+    latent_dim: int = 256
+    """Width of the 50 Hz latent that the RVQ quantizes."""
+    bottleneck_blocks: int = 3
+    """Residual causal conv blocks at 50 Hz, in the encoder and in the decoder each."""
+    bottleneck_hidden: int = 512
+    """Hidden width of those 50 Hz blocks: cheap capacity at the bottleneck."""
+    num_codebooks: int = MAX_CODEBOOKS
+    codebook_size: int = CODEBOOK_SIZE
+    codebook_dim: int = 8
+    """Dimension of the l2-normalised codebook lookup space (low, as in DAC)."""
+    model_id: str = "untrained"
+    extra: dict[str, object] = field(default_factory=dict, compare=False)
+    """Provenance (training data, steps, dev metrics); does not change the architecture."""
+
+    def __post_init__(self) -> None:
+        if math.prod(self.ratios) != FRAME_SAMPLES:
+            raise ConfigError(f"ratios {self.ratios} must multiply to {FRAME_SAMPLES}")
+        if self.codebook_size != CODEBOOK_SIZE:
+            raise ConfigError(f"codebook_size must be {CODEBOOK_SIZE} (10-bit codes)")
+        if not 1 <= self.num_codebooks <= MAX_CODEBOOKS:
+            raise ConfigError(f"num_codebooks must be in 1..{MAX_CODEBOOKS}")
+
+    @property
+    def max_kbps(self) -> float:
+        return kbps_for_codebooks(self.num_codebooks)
+
+    def codebooks_for_kbps(self, kbps: float) -> int:
+        return codebooks_for_kbps(kbps, self.num_codebooks)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> CodecConfig:
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"model config is not valid JSON: {error}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError("model config must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"model config has unknown keys: {', '.join(unknown)}")
+        if "ratios" in raw:
+            raw["ratios"] = tuple(raw["ratios"])
+        try:
+            return cls(**raw)
+        except TypeError as error:
+            raise ConfigError(f"model config is malformed: {error}") from None
+
+    @classmethod
+    def load(cls, path: Path) -> CodecConfig:
+        return cls.from_json(Path(path).read_text())

@@ -1,0 +1,49 @@
+"""Periodic dev evaluation during training: PESQ-WB and STOI at a few bitrates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rtcodec import metrics
+from rtcodec.audio import read_audio
+from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE, codebooks_for_kbps
+from rtcodec.model import NeuralCodec
+from rtcodec.train.data import find_audio
+
+EVAL_KBPS = (1.5, 3.0, 6.0, 12.0)
+MAX_CLIP_SECONDS = 8.0
+
+
+def pick_dev_clips(folders: Sequence[Path], count: int) -> list[np.ndarray]:
+    """`count` clips spread evenly over the dev files (stable order), each at most MAX_CLIP_SECONDS."""
+    paths = find_audio(folders)
+    if not paths:
+        return []
+    chosen = [paths[i] for i in np.linspace(0, len(paths) - 1, min(count, len(paths))).astype(int)]
+    limit = int(MAX_CLIP_SECONDS * SAMPLE_RATE) // FRAME_SAMPLES * FRAME_SAMPLES
+    clips = [read_audio(p)[:limit] for p in chosen]
+    return [c[: len(c) // FRAME_SAMPLES * FRAME_SAMPLES] for c in clips if len(c) >= SAMPLE_RATE]
+
+
+@torch.no_grad()
+def evaluate(model: NeuralCodec, clips: Sequence[np.ndarray], kbps: Sequence[float] = EVAL_KBPS) -> dict[str, float]:
+    """Mean PESQ-WB and STOI of offline encode/decode at each bitrate: {"pesq@6": ..., "stoi@6": ...}."""
+    was_training = model.training
+    model.eval()
+    results: dict[str, float] = {}
+    for rate in kbps:
+        pesq, stoi = [], []
+        for clip in clips:
+            audio = torch.from_numpy(clip)[None, None, :]
+            decoded = model.decode(model.encode(audio, codebooks_for_kbps(rate)))
+            output = decoded.squeeze().clamp(-1, 1).numpy()
+            pesq.append(metrics.pesq_wb(clip, output))
+            stoi.append(metrics.stoi(clip, output))
+        results[f"pesq@{rate:g}"] = float(np.mean(pesq))
+        results[f"stoi@{rate:g}"] = float(np.mean(stoi))
+    model.train(was_training)
+    return results

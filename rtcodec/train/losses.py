@@ -1,0 +1,70 @@
+"""Reconstruction losses on spectrograms: multi-scale mel and multi-resolution STFT.
+
+Audio is [batch, 1, samples] at SAMPLE_RATE.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rtcodec.config import SAMPLE_RATE
+
+MEL_SCALES = ((32, 5), (64, 10), (128, 20), (256, 40), (512, 80), (1024, 160), (2048, 320))
+"""(window, mel bands) pairs, as in DAC."""
+STFT_WINDOWS = (128, 512, 2048)
+
+
+def _magnitude(audio: torch.Tensor, window: int) -> torch.Tensor:
+    """[batch, 1, samples] -> [batch, window // 2 + 1, frames] magnitude, hop window // 4."""
+    spectrum = torch.stft(
+        audio.squeeze(1), n_fft=window, hop_length=window // 4,
+        window=torch.hann_window(window, device=audio.device), return_complex=True,
+    )
+    return spectrum.abs()
+
+
+@functools.lru_cache(maxsize=None)
+def mel_filterbank(n_fft: int, bands: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """Triangular HTK mel filters [bands, n_fft // 2 + 1], unnormalised."""
+
+    def to_mel(hz: torch.Tensor) -> torch.Tensor:
+        return 2595.0 * torch.log10(1.0 + hz / 700.0)
+
+    def to_hz(mel: torch.Tensor) -> torch.Tensor:
+        return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+
+    bins = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    edges = to_hz(torch.linspace(0, float(to_mel(torch.tensor(sample_rate / 2))), bands + 2))
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (bins - lower) / (centre - lower)
+    falling = (upper - bins) / (upper - centre)
+    return torch.clamp(torch.minimum(rising, falling), min=0.0)
+
+
+class MultiScaleMelLoss(nn.Module):
+    """L1 between log mel spectrograms at several window sizes (sum over scales)."""
+
+    def forward(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        total = estimate.new_zeros(())
+        for window, bands in MEL_SCALES:
+            filters = mel_filterbank(window, bands).to(estimate.device)
+            est, ref = (filters @ _magnitude(x, window) for x in (estimate, target))
+            total = total + F.l1_loss(est.clamp(min=1e-5).log10(), ref.clamp(min=1e-5).log10())
+        return total
+
+
+class MultiResolutionStftLoss(nn.Module):
+    """Spectral convergence + log-magnitude L1 at several resolutions (mean over resolutions)."""
+
+    def forward(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        total = estimate.new_zeros(())
+        for window in STFT_WINDOWS:
+            est, ref = _magnitude(estimate, window), _magnitude(target, window)
+            convergence = torch.linalg.norm(ref - est) / torch.linalg.norm(ref).clamp(min=1e-5)
+            log_l1 = F.l1_loss(est.clamp(min=1e-5).log(), ref.clamp(min=1e-5).log())
+            total = total + convergence + log_l1
+        return total / len(STFT_WINDOWS)

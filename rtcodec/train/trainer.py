@@ -1,0 +1,349 @@
+"""The training loop: reconstruction + adversarial losses, quantizer dropout, frame erasure.
+
+One process by default; under `torchrun --nproc_per_node N` the same entry point runs as
+DistributedDataParallel (gloo on CPU, nccl on GPU). Rank 0 alone writes checkpoints, logs and
+evaluates; it also decides when to checkpoint, evaluate and stop, and tells the other ranks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE, CodecConfig
+from rtcodec.model import NeuralCodec
+from rtcodec.train.checkpoint import load_checkpoint, save_checkpoint
+from rtcodec.train.data import Augmentation, CropSampler, Corpus, find_audio, split_by_speaker
+from rtcodec.train.discriminator import MultiScaleStftDiscriminator, discriminator_loss, generator_losses
+from rtcodec.train.evaluate import evaluate, pick_dev_clips
+from rtcodec.train.losses import MultiResolutionStftLoss, MultiScaleMelLoss
+
+RELEASE_DIR = "best"
+"""Subfolder of the run where the weights with the best dev PESQ at 6 kbps are exported."""
+SELECTION_METRIC = "pesq@6"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: tuple[str, ...]
+    """Folders of speech, searched recursively."""
+    run_dir: str = "runs/codec"
+    noise: tuple[str, ...] = ()
+    dev: tuple[str, ...] = ()
+    """Folders for periodic PESQ/STOI evaluation (model selection)."""
+    model: CodecConfig = field(default_factory=CodecConfig)
+    batch_size: int = 16
+    crop_seconds: float = 1.0
+    learning_rate: float = 5e-4
+    warmup_steps: int = 500
+    lr_decay_per_step: float = 0.99998
+    weight_mel: float = 15.0
+    weight_stft: float = 1.0
+    weight_commitment: float = 0.25
+    weight_codebook: float = 1.0
+    weight_adversarial: float = 1.0
+    weight_feature_matching: float = 2.0
+    adversarial_from_step: int = 3000
+    discriminator_every: int = 2
+    discriminator_crop_seconds: float = 0.5
+    full_bitrate_probability: float = 0.5
+    """Share of items trained with every codebook; the rest get a random count (quantizer dropout)."""
+    erasure_probability: float = 0.5
+    """Share of items with erased frames (learned concealment)."""
+    max_burst_frames: int = 5
+    validation_fraction: float = 0.03
+    max_minutes: float | None = None
+    max_steps: int | None = None
+    checkpoint_minutes: float = 5.0
+    eval_minutes: float = 20.0
+    eval_clips: int = 12
+    seed: int = 0
+
+    def to_json(self) -> str:
+        raw = asdict(self)
+        raw["model"] = json.loads(self.model.to_json())
+        return json.dumps(raw, indent=2)
+
+
+@dataclass
+class StepLosses:
+    values: dict[str, float]
+    perplexity: list[float]
+
+
+def _setup_distributed() -> tuple[int, int]:
+    """(rank, world size); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+class Trainer:
+    """Trains a `NeuralCodec`; `run()` resumes from `run_dir/checkpoint.pt` when it exists."""
+
+    def __init__(self, config: TrainConfig, log_to: Any = sys.stderr) -> None:
+        self.config = config
+        self.rank, self.world = _setup_distributed()
+        self.device = torch.device(f"cuda:{self.rank % torch.cuda.device_count()}"
+                                   if torch.cuda.is_available() else "cpu")
+        self.run_dir = Path(config.run_dir)
+        self.log_to = log_to
+        torch.manual_seed(config.seed + self.rank)
+        self.model = NeuralCodec(config.model).to(self.device)
+        self.discriminator = MultiScaleStftDiscriminator().to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), config.learning_rate, betas=(0.8, 0.99))
+        self.d_optimizer = torch.optim.AdamW(self.discriminator.parameters(), config.learning_rate, betas=(0.8, 0.99))
+        self.mel_loss = MultiScaleMelLoss()
+        self.stft_loss = MultiResolutionStftLoss()
+        self.step = 0
+        self.best: float | None = None
+        self.sampler = self._make_sampler()
+        self.dev_clips = pick_dev_clips([Path(d) for d in config.dev], config.eval_clips) if self.rank == 0 else []
+        self._resume()
+        self.codec: nn.Module = self.model
+        self.critic: nn.Module = self.discriminator
+        if self.world > 1:
+            self.codec = DistributedDataParallel(self.model)
+            self.critic = DistributedDataParallel(self.discriminator)
+
+    # -- data -------------------------------------------------------------------------------------
+
+    def _make_sampler(self) -> CropSampler:
+        paths = find_audio(Path(d) for d in self.config.data)
+        if not paths:
+            raise ValueError(f"no audio found in {', '.join(self.config.data)}")
+        train_paths, self.validation_paths = split_by_speaker(paths, self.config.validation_fraction)
+        speech = Corpus(train_paths)
+        noise_paths = find_audio(Path(d) for d in self.config.noise)
+        noise = Corpus(noise_paths) if noise_paths else None
+        self._log(f"training on {speech.seconds / 3600:.2f} h from {len(train_paths)} files "
+                  f"({len(self.validation_paths)} held out by speaker), noise: {len(noise_paths)} files")
+        return CropSampler(speech, noise, Augmentation(), seed=self.config.seed + self.rank)
+
+    def _sample_codebooks(self, batch: int) -> torch.Tensor:
+        """[batch] codebook counts: all of them, or uniform in 1..N (quantizer dropout)."""
+        total = self.config.model.num_codebooks
+        rng = self.sampler.rng
+        counts = [total if rng.random() < self.config.full_bitrate_probability else int(rng.integers(1, total + 1))
+                  for _ in range(batch)]
+        return torch.tensor(counts, device=self.device)
+
+    def _sample_erasures(self, batch: int, frames: int) -> torch.Tensor:
+        """[batch, frames] bool: single lost frames and bursts of up to `max_burst_frames`."""
+        lost = np.zeros((batch, frames), dtype=bool)
+        rng = self.sampler.rng
+        for item in range(batch):
+            if rng.random() >= self.config.erasure_probability:
+                continue
+            for _ in range(int(rng.integers(1, 4))):
+                length = int(rng.integers(1, self.config.max_burst_frames + 1))
+                start = int(rng.integers(1, max(2, frames - length)))
+                lost[item, start : start + length] = True
+        return torch.from_numpy(lost).to(self.device)
+
+    # -- one step ---------------------------------------------------------------------------------
+
+    def _learning_rate(self) -> float:
+        warmup = min(1.0, (self.step + 1) / self.config.warmup_steps)
+        return self.config.learning_rate * warmup * self.config.lr_decay_per_step**self.step
+
+    def _crop_pair(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        length = int(self.config.discriminator_crop_seconds * SAMPLE_RATE)
+        start = int(self.sampler.rng.integers(0, real.shape[-1] - length + 1))
+        return real[..., start : start + length], fake[..., start : start + length]
+
+    def train_step(self) -> StepLosses:
+        config = self.config
+        crop = int(config.crop_seconds * SAMPLE_RATE) // FRAME_SAMPLES * FRAME_SAMPLES
+        audio = self.sampler.batch(config.batch_size, crop).to(self.device)
+        active = self._sample_codebooks(config.batch_size)
+        lost = self._sample_erasures(config.batch_size, crop // FRAME_SAMPLES)
+        for group in (*self.optimizer.param_groups, *self.d_optimizer.param_groups):
+            group["lr"] = self._learning_rate()
+        output = self.codec(audio, active, lost)
+        losses = {
+            "mel": self.mel_loss(output.audio, audio),
+            "stft": self.stft_loss(output.audio, audio),
+            "commitment": output.quantizer.commitment_loss,
+            "codebook": output.quantizer.codebook_loss,
+        }
+        adversarial = self.step >= config.adversarial_from_step
+        if adversarial:
+            real, fake = self._crop_pair(audio, output.audio)
+            losses["adversarial"], losses["feature_matching"] = generator_losses(self.critic, real, fake)
+        total = sum(getattr(config, f"weight_{name}") * value for name, value in losses.items())
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), 100.0)
+        self.optimizer.step()
+        if adversarial and self.step % config.discriminator_every == 0:
+            losses["discriminator"] = self._discriminator_step(real, fake)
+        self.step += 1
+        values = {name: float(value.detach()) for name, value in losses.items()} | {"total": float(total.detach())}
+        return StepLosses(values, output.quantizer.perplexity.tolist())
+
+    def _discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        loss = discriminator_loss(self.critic, real, fake)
+        self.d_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.d_optimizer.step()
+        return loss.detach()
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "d_optimizer": self.d_optimizer.state_dict(),
+            "step": self.step,
+            "best": self.best,
+            "torch_rng": torch.get_rng_state(),
+            "sampler_rng": json.dumps(self.sampler.rng.bit_generator.state),
+            "model_config": self.config.model.to_json(),
+        }
+
+    def _resume(self) -> None:
+        state = load_checkpoint(self.run_dir)
+        if state is None:
+            return
+        if CodecConfig.from_json(state["model_config"]) != self.config.model:
+            raise ValueError(f"checkpoint in {self.run_dir} was trained with another model config")
+        self.model.load_state_dict(state["model"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.d_optimizer.load_state_dict(state["d_optimizer"])
+        self.step, self.best = state["step"], state["best"]
+        torch.set_rng_state(state["torch_rng"])
+        self.sampler.rng.bit_generator.state = json.loads(state["sampler_rng"])
+        self._log(f"resumed from step {self.step}")
+
+    def save(self) -> None:
+        if self.rank == 0:
+            save_checkpoint(self.state(), self.run_dir)
+
+    # -- evaluation and release -------------------------------------------------------------------
+
+    def evaluate_and_release(self) -> dict[str, float]:
+        """Dev PESQ/STOI; exports `run_dir/best` when the selection metric improves."""
+        if not self.dev_clips:
+            return {}
+        results = evaluate(self.model, self.dev_clips)
+        self._write_log({"step": self.step, "eval": results})
+        self._log(f"eval @ {self.step}: " + "  ".join(f"{k} {v:.3f}" for k, v in results.items()))
+        score = results[SELECTION_METRIC]
+        if self.best is None or score > self.best:
+            self.best = score
+            self._export(results)
+        return results
+
+    def _export(self, results: dict[str, float]) -> None:
+        provenance = {"training_data": list(self.config.data), "steps": self.step, "dev_metrics": results,
+                      "dev_clips": len(self.dev_clips)}
+        release = NeuralCodec(replace(self.config.model, model_id=f"rtcodec-{self.step}", extra=provenance))
+        release.load_state_dict(self.model.state_dict())
+        release.save(self.run_dir / RELEASE_DIR)
+        self._log(f"new best {SELECTION_METRIC} {self.best:.3f}: exported {self.run_dir / RELEASE_DIR}")
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        config = self.config
+        started = last_checkpoint = last_eval = time.monotonic()
+        progress = Progress(self.log_to, enabled=self.rank == 0)
+        while True:
+            now = time.monotonic()
+            flags = self._agree([
+                config.max_minutes is not None and now - started >= config.max_minutes * 60
+                or config.max_steps is not None and self.step >= config.max_steps,
+                now - last_checkpoint >= config.checkpoint_minutes * 60,
+                now - last_eval >= config.eval_minutes * 60,
+            ])
+            stop, checkpoint, evaluate_now = flags
+            if evaluate_now or stop:
+                if self.rank == 0:
+                    self.evaluate_and_release()
+                last_eval = time.monotonic()
+            if checkpoint or evaluate_now or stop:
+                self.save()
+                last_checkpoint = now
+            if stop:
+                break
+            losses = self.train_step()
+            progress.update(self.step, losses, config.batch_size * config.crop_seconds * self.world)
+            if self.rank == 0 and self.step % 50 == 0:
+                self._write_log({"step": self.step, "losses": losses.values, "perplexity": losses.perplexity})
+        progress.close()
+
+    def _agree(self, flags: list[bool]) -> list[bool]:
+        """Rank 0's decisions, shared with every rank."""
+        if self.world == 1:
+            return flags
+        tensor = torch.tensor(flags, dtype=torch.int32, device=self.device)
+        dist.broadcast(tensor, src=0)
+        return [bool(v) for v in tensor.tolist()]
+
+    def _log(self, message: str) -> None:
+        if self.rank == 0:
+            print(message, file=self.log_to, flush=True)
+
+    def _write_log(self, record: dict[str, Any]) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / "log.jsonl", "a") as file:
+            file.write(json.dumps(record) + "\n")
+
+
+class Progress:
+    """A one-line progress display: step, smoothed losses, codebook use and throughput."""
+
+    def __init__(self, stream: Any, enabled: bool, every_seconds: float = 10.0) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.every = every_seconds
+        self.smoothed: dict[str, float] = {}
+        self.last_print = self.window_start = time.monotonic()
+        self.audio_seconds = 0.0
+        self.interactive = bool(getattr(stream, "isatty", lambda: False)())
+
+    def update(self, step: int, losses: StepLosses, audio_seconds: float) -> None:
+        for name, value in losses.values.items():
+            self.smoothed[name] = 0.9 * self.smoothed.get(name, value) + 0.1 * value
+        self.audio_seconds += audio_seconds
+        now = time.monotonic()
+        if not self.enabled or now - self.last_print < self.every:
+            return
+        speed = self.audio_seconds / (now - self.window_start)
+        perplexity = losses.perplexity
+        shown = "  ".join(f"{k} {v:.3f}" for k, v in self.smoothed.items())
+        line = (f"step {step}  {shown}  ppl[1] {perplexity[0]:.0f} ppl[12] {perplexity[min(11, len(perplexity) - 1)]:.0f}"
+                f"  {speed:.1f} audio-s/s")
+        print(("\r" if self.interactive else "") + line, end="" if self.interactive else "\n",
+              file=self.stream, flush=True)
+        self.last_print = self.window_start = now
+        self.audio_seconds = 0.0
+
+    def close(self) -> None:
+        if self.enabled and self.interactive:
+            print(file=self.stream)
+
+
+def train(config: TrainConfig) -> Path:
+    """Train (resuming if a checkpoint exists) and return the run directory."""
+    trainer = Trainer(config)
+    trainer.run()
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return trainer.run_dir
