@@ -220,7 +220,7 @@ class WavFileSink(_ClosingContext):
     def write_frame(self, frame: np.ndarray) -> None:
         if self._closed:
             raise ValueError(f"cannot write to '{self.path}': the sink is closed")
-        self._frames.append(_checked_frame(frame).copy())
+        self._frames.append(checked_frame(frame).copy())
 
     def close(self) -> None:
         if not self._closed:
@@ -279,7 +279,7 @@ class SpeakerSink(_ClosingContext):
             self._stream.start()
 
     def write_frame(self, frame: np.ndarray) -> None:
-        self._stream.write(np.clip(_checked_frame(frame), -1.0, 1.0)[:, np.newaxis])
+        self._stream.write(np.clip(checked_frame(frame), -1.0, 1.0)[:, np.newaxis])
 
     def close(self) -> None:
         if not self._stream.closed:
@@ -320,12 +320,17 @@ def _checked_mono(audio: np.ndarray, context: str) -> np.ndarray:
     return audio
 
 
-def _checked_frame(frame: np.ndarray) -> np.ndarray:
-    """`frame` as float32 [FRAME_SAMPLES]; ValueError for any other shape."""
-    frame = np.asarray(frame, dtype=np.float32)
-    if frame.shape != (FRAME_SAMPLES,):
-        raise ValueError(f"a frame must have shape ({FRAME_SAMPLES},), got {frame.shape}")
-    return frame
+def checked_frame(frame: np.ndarray) -> np.ndarray:
+    """`frame` as contiguous float32 [FRAME_SAMPLES]; ValueError saying what is wrong otherwise."""
+    try:
+        samples = np.ascontiguousarray(frame, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"frame must be convertible to float32: {error}") from None
+    if samples.shape != (FRAME_SAMPLES,):
+        raise ValueError(f"a frame must have shape ({FRAME_SAMPLES},), got {samples.shape}")
+    if not np.isfinite(samples).all():
+        raise ValueError("frame contains NaN or infinite samples")
+    return samples
 
 
 def _espeak_speech() -> np.ndarray:

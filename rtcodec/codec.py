@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rtcodec.bitstream import Packet
+from rtcodec.audio import checked_frame
+from rtcodec.bitstream import SEQ_MODULO, Packet
 from rtcodec.config import FRAME_SAMPLES, CodecConfig, kbps_for_codebooks
 from rtcodec.model import NeuralCodec, WeightsError
 from rtcodec.quantization import ABSENT
 from rtcodec.streaming import streaming
 
 NAME = "rtcodec"
-SEQUENCE_MODULO = 1 << 16
 
 
 def shipped_weights() -> Path:
@@ -31,12 +31,7 @@ def shipped_weights() -> Path:
 
 def _as_frame(frame: np.ndarray) -> torch.Tensor:
     """Validated float32 [FRAME_SAMPLES] -> tensor [1, 1, FRAME_SAMPLES]."""
-    array = np.asarray(frame, dtype=np.float32)
-    if array.shape != (FRAME_SAMPLES,):
-        raise ValueError(f"a frame is {FRAME_SAMPLES} mono samples, got shape {array.shape}")
-    if not np.isfinite(array).all():
-        raise ValueError("frame contains NaN or infinite samples")
-    return torch.from_numpy(np.clip(array, -1.0, 1.0))[None, None, :]
+    return torch.from_numpy(np.clip(checked_frame(frame), -1.0, 1.0))[None, None, :]
 
 
 def _as_audio(audio: np.ndarray) -> torch.Tensor:
@@ -116,7 +111,7 @@ class RtcStreamEncoder:
         latent = self._encoder(_as_frame(frame))
         codes = self._quantizer.encode(latent, self._num_codebooks)[0, :, 0].numpy()
         packet = Packet(seq=self._seq, codes=codes)
-        self._seq = (self._seq + 1) % SEQUENCE_MODULO
+        self._seq = (self._seq + 1) % SEQ_MODULO
         return packet.to_bytes()
 
 

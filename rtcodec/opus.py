@@ -13,6 +13,7 @@ import opuslib.api.ctl
 import opuslib.api.decoder
 import opuslib.api.encoder
 
+from rtcodec.audio import checked_frame
 from rtcodec.bitstream import SEQ_MODULO, Packet
 from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE
 
@@ -70,7 +71,7 @@ class OpusStreamEncoder:
 
     def push(self, frame: np.ndarray) -> bytes:
         """Encode `frame` (float32 [FRAME_SAMPLES]) into one serialised Opus `Packet`."""
-        samples = _as_frame(frame)
+        samples = checked_frame(frame)
         payload = self._encoder.encode_float(samples.tobytes(), FRAME_SAMPLES)
         packet = Packet(self._seq, _NO_CODES, opus=payload)
         self._seq = (self._seq + 1) % SEQ_MODULO
@@ -139,19 +140,6 @@ class OpusStreamDecoder:
             channels=1,
         )
         return np.clip(np.frombuffer(pcm, dtype=np.float32), -1.0, 1.0)
-
-
-def _as_frame(frame: np.ndarray) -> np.ndarray:
-    """`frame` as a contiguous float32 [FRAME_SAMPLES] array; ValueError saying what is wrong."""
-    try:
-        samples = np.ascontiguousarray(frame, dtype=np.float32)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"frame must be convertible to float32: {error}") from None
-    if samples.shape != (FRAME_SAMPLES,):
-        raise ValueError(f"frame must have shape ({FRAME_SAMPLES},), got {samples.shape}")
-    if not np.isfinite(samples).all():
-        raise ValueError("frame contains NaN or infinite samples")
-    return samples
 
 
 def _opus_payload(packet: Packet) -> bytes:

@@ -1,0 +1,140 @@
+"""Streamed output equals offline output, and nothing depends on the future: every layer and the codec."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rtcodec.bitstream import Packet
+from rtcodec.codec import untrained
+from rtcodec.config import FRAME_SAMPLES, CodecConfig
+from rtcodec.model import NeuralCodec
+from rtcodec.modules import Decoder, Encoder, StreamingConv1d, StreamingConvTranspose1d
+from rtcodec.streaming import streaming
+
+TOLERANCE = 1e-5
+SMALL = CodecConfig(channels=4, latent_dim=32, bottleneck_hidden=32, num_codebooks=12)
+
+
+def _layers() -> dict[str, tuple[nn.Module, int, int]]:
+    """name -> (module, input channels, chunk granularity in input samples)."""
+    torch.manual_seed(0)
+    return {
+        "conv": (StreamingConv1d(3, 5, 7), 3, 1),
+        "conv_dilated": (StreamingConv1d(3, 5, 3, dilation=4), 3, 1),
+        "conv_strided": (StreamingConv1d(3, 5, 8, stride=4), 3, 4),
+        "conv_pointwise": (StreamingConv1d(3, 5, 1), 3, 1),
+        "conv_transposed": (StreamingConvTranspose1d(3, 5, 10, stride=5), 3, 1),
+        "encoder": (Encoder(SMALL), 1, FRAME_SAMPLES),
+        "decoder": (Decoder(SMALL), SMALL.latent_dim, 1),
+    }
+
+
+def _random_chunks(total: int, granularity: int, rng: np.random.Generator) -> list[int]:
+    sizes, left = [], total
+    while left > 0:
+        size = min(left, granularity * int(rng.integers(1, 5)))
+        sizes.append(size)
+        left -= size
+    return sizes
+
+
+@pytest.mark.parametrize("name", list(_layers()))
+@pytest.mark.parametrize("chunking", ["one_unit", "random"])
+def test_streamed_equals_offline(name: str, chunking: str) -> None:
+    layer, channels, unit = _layers()[name]
+    x = torch.randn(2, channels, unit * 12)
+    rng = np.random.default_rng(1)
+    sizes = [unit] * 12 if chunking == "one_unit" else _random_chunks(x.shape[-1], unit, rng)
+    with torch.no_grad():
+        offline = layer(x)
+        with streaming(layer, batch_size=2):
+            pieces = torch.split(x, sizes, dim=-1)
+            streamed = torch.cat([layer(piece) for piece in pieces], dim=-1)
+    assert streamed.shape == offline.shape
+    assert (streamed - offline).abs().max().item() <= TOLERANCE
+
+
+@pytest.mark.parametrize("name", list(_layers()))
+def test_causal(name: str) -> None:
+    layer, channels, unit = _layers()[name]
+    x = torch.randn(1, channels, unit * 12)
+    changed = x.clone()
+    cut = unit * 7
+    changed[..., cut:] = torch.randn_like(changed[..., cut:]) * 10
+    with torch.no_grad():
+        before, after = layer(x), layer(changed)
+    ratio = before.shape[-1] / x.shape[-1]
+    past = int(cut * ratio)
+    assert torch.equal(before[..., :past], after[..., :past])
+    assert not torch.equal(before[..., past:], after[..., past:])
+
+
+def test_streaming_context_resets_state() -> None:
+    layer = StreamingConv1d(1, 1, 5)
+    x = torch.randn(1, 1, 40)
+    with torch.no_grad():
+        with streaming(layer):
+            first = layer(x)
+        with streaming(layer):
+            second = layer(x)
+    assert torch.equal(first, second)
+    assert not layer.is_streaming
+
+
+def test_nested_streaming_is_refused() -> None:
+    layer = StreamingConv1d(1, 1, 5)
+    with streaming(layer), pytest.raises(RuntimeError, match="already streaming"):
+        with streaming(layer):
+            pass
+
+
+def _speechlike(seconds: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 16000)) / 16000
+    voiced = np.sin(2 * np.pi * 140 * t + 3 * np.sin(2 * np.pi * 3 * t))
+    return (0.3 * voiced * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)) + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+@pytest.mark.parametrize("kbps", [1.5, 6.0])
+def test_codec_streamed_packets_equal_offline(kbps: float) -> None:
+    codec = untrained(SMALL)
+    audio = _speechlike(0.6)
+    offline_codes = codec.encode(audio, kbps)
+    offline_audio = codec.decode(offline_codes)
+    encoder, decoder = codec.stream_encoder(kbps), codec.stream_decoder()
+    packets = [Packet.parse(encoder.push(audio[i : i + FRAME_SAMPLES])) for i in range(0, len(audio), FRAME_SAMPLES)]
+    streamed_codes = np.stack([p.codes for p in packets], axis=1)
+    streamed_audio = np.concatenate([decoder.push(p) for p in packets])
+    assert np.array_equal(streamed_codes, offline_codes)
+    assert np.abs(streamed_audio - offline_audio).max() <= TOLERANCE
+    assert [p.seq for p in packets] == list(range(len(packets)))
+
+
+def test_bitrate_changes_per_packet() -> None:
+    codec = untrained(SMALL)
+    audio = _speechlike(0.2)
+    encoder, decoder = codec.stream_encoder(6.0), codec.stream_decoder()
+    first = Packet.parse(encoder.push(audio[:FRAME_SAMPLES]))
+    encoder.set_kbps(1.5)
+    second = Packet.parse(encoder.push(audio[FRAME_SAMPLES : 2 * FRAME_SAMPLES]))
+    assert (first.num_codebooks, second.num_codebooks) == (12, 3)
+    for packet in (first, second):
+        assert decoder.push(packet).shape == (FRAME_SAMPLES,)
+
+
+def test_lost_frame_marker_decodes_to_bounded_audio() -> None:
+    codec = untrained(SMALL)
+    decoder = codec.stream_decoder()
+    out = decoder.push(None)
+    assert out.shape == (FRAME_SAMPLES,) and np.isfinite(out).all() and np.abs(out).max() <= 1.0
+
+
+def test_model_save_load_round_trip(tmp_path) -> None:
+    model = NeuralCodec(SMALL)
+    model.save(tmp_path)
+    loaded = NeuralCodec.load(tmp_path)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name])
