@@ -15,7 +15,7 @@ import numpy as np
 
 from rtcodec.audio import AudioError, frames, read_audio, write_wav
 from rtcodec.bitstream import RTC_FORMAT_VERSION, Packet, PacketError, RtcHeader, read_rtc, write_rtc
-from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE, ConfigError
+from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE, CodecConfig, ConfigError
 from rtcodec.model import WeightsError
 from rtcodec.opus import OPUS_NAME, OpusStreamDecoder, OpusStreamEncoder
 from rtcodec.protocols import StreamDecoder, StreamEncoder
@@ -94,9 +94,10 @@ def cmd_info(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from rtcodec.train.trainer import TrainConfig, train
 
-    config = TrainConfig(data=tuple(args.data), noise=tuple(args.noise), dev=tuple(args.dev),
-                         run_dir=args.run_dir, batch_size=args.batch_size, max_minutes=args.max_minutes,
-                         max_steps=args.max_steps, seed=args.seed)
+    model = CodecConfig.load(args.model_config) if args.model_config else CodecConfig()
+    config = TrainConfig(data=tuple(args.data), noise=tuple(args.noise), dev=tuple(args.dev), model=model,
+                         run_dir=args.run_dir, batch_size=args.batch_size, crop_seconds=args.crop_seconds,
+                         max_minutes=args.max_minutes, max_steps=args.max_steps, seed=args.seed)
     run_dir = train(config)
     print(f"training stopped; checkpoint in {run_dir}, best weights in {run_dir / 'best'}")
 
@@ -126,7 +127,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--noise", nargs="*", default=[], help="folders of noise for augmentation")
     train.add_argument("--dev", nargs="*", default=[], help="folders for periodic PESQ/STOI evaluation")
     train.add_argument("--run-dir", default="runs/codec")
+    train.add_argument("--model-config", type=Path, help="CodecConfig JSON (default: the standard model)")
     train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--crop-seconds", type=float, default=1.0)
     train.add_argument("--max-minutes", type=float)
     train.add_argument("--max-steps", type=int)
     train.add_argument("--seed", type=int, default=0)
