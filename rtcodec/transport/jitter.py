@@ -111,12 +111,7 @@ class JitterBuffer:
     @property
     def target_frames(self) -> int:
         """Current target delay in frames, from the jitter of the last JITTER_WINDOW arrivals."""
-        if len(self._transits) < 2:
-            return self._min_frames
-        transits = np.fromiter(self._transits, dtype=np.float64)
-        spread = np.percentile(transits, JITTER_PERCENTILE) - transits.min()
-        frames = math.ceil(spread / FRAME_SECONDS - 1e-9) + 1
-        return min(max(frames, self._min_frames), self._max_frames)
+        return self._target
 
     @property
     def buffered_frames(self) -> int:
@@ -200,6 +195,7 @@ class JitterBuffer:
         self._next: int | None = None
         self._newest: int | None = None
         self._buffering = True
+        self._target = self._min_frames
         self._min_excess = math.inf
         self._window_pops = 0
 
@@ -225,10 +221,21 @@ class JitterBuffer:
         self._packets[index] = packet
         self._seen.add(index)
         self._transits.append(arrival - index * FRAME_SECONDS)
+        self._target = self._measure_target()
         self._first = index if self._first is None else min(self._first, index)
         self._next = index if self._next is None else min(self._next, index)
         self._newest = index if self._newest is None else max(self._newest, index)
         self._drop_beyond_capacity()
+
+    def _measure_target(self) -> int:
+        """The target delay for the transits in the window: their JITTER_PERCENTILE above their
+        minimum, in whole frames, plus one frame for the phase of the playout tick."""
+        if len(self._transits) < 2:
+            return self._min_frames
+        transits = np.fromiter(self._transits, dtype=np.float64)
+        spread = np.percentile(transits, JITTER_PERCENTILE) - transits.min()
+        frames = math.ceil(spread / FRAME_SECONDS - 1e-9) + 1
+        return min(max(frames, self._min_frames), self._max_frames)
 
     def _drop_beyond_capacity(self) -> None:
         """Move the playout index up so that at most `capacity` frames are buffered."""

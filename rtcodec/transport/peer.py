@@ -18,7 +18,6 @@ from typing import Final
 import aioice.ice
 from aiortc import (
     RTCConfiguration,
-    RTCDataChannel,
     RTCIceServer,
     RTCPeerConnection,
     RTCSessionDescription,
@@ -62,7 +61,8 @@ class Peer:
     """
 
     def __init__(self, servers: Sequence[RTCIceServer] = ()) -> None:
-        """`servers`: STUN/TURN servers (see `ice_servers`); none by default, never a public one."""
+        """`servers`: STUN/TURN servers (see `ice_servers`); none by default, never a public one.
+        Create it inside the running event loop that will use it."""
         _gather_loopback_when_alone()
         self.incoming: asyncio.Queue[tuple[Message, float]] = asyncio.Queue()
         """Messages as they arrived, each with its arrival time on the loop clock."""
@@ -77,10 +77,6 @@ class Peer:
         self._channel.on("close", self.closed.set)
         self._channel.on("message", self._deliver)
         self._connection.on("connectionstatechange", self._on_connection_state)
-
-    @property
-    def channel(self) -> RTCDataChannel:
-        return self._channel
 
     async def offer(self) -> str:
         """Create the offer, gather candidates, and return the offer SDP."""
@@ -102,7 +98,9 @@ class Peer:
         opened = asyncio.ensure_future(self._opened.wait())
         closed = asyncio.ensure_future(self.closed.wait())
         try:
-            await asyncio.wait({opened, closed}, timeout=timeout, return_when="FIRST_COMPLETED")
+            await asyncio.wait(
+                {opened, closed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             opened.cancel()
             closed.cancel()

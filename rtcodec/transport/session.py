@@ -1,0 +1,474 @@
+"""A call over a connected `Peer`: send one side's source, play the other side's packets.
+
+Sending: a task paces the FrameSource at one frame per FRAME_SECONDS on the loop clock (or lets a
+self-paced source such as a microphone set the pace), reads and encodes each frame in the send
+executor, and sends `envelope + packet` as one binary message. The envelope is the capture time
+(wall clock, microseconds modulo 2**32): the receiver subtracts it from the time it hands the
+decoded frame to its sink to estimate the one-way (mouth-to-ear) delay. The codec Packet format is
+untouched. Receiving: message -> Packet.parse (a PacketError counts as rejected) -> JitterBuffer.
+Playout: a 20 ms tick pops the jitter buffer, decodes and writes to the FrameSink in the receive
+executor. Each executor has one thread, so each codec sees its frames in order from one thread;
+the loop itself only moves bytes and timestamps.
+
+Text messages are control: {"type": "bye", "last_seq": int | null} when a side hangs up, and
+{"type": "alive"} every KEEPALIVE_SECONDS so that a silent peer can be told from a dead one.
+
+The call ends when this side's source ends or `hang_up()` is called (bye sent, then the peer is
+given LINGER_SECONDS to close first so nothing in flight is cut), when the peer says bye, when the
+connection closes, or when nothing has arrived for `peer_timeout` seconds. Whatever ends it, the
+frames already received are played out and the sink is closed, so an output file is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import struct
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from aiortc import RTCIceServer
+
+from rtcodec.audio import FileSource, FrameSink, FrameSource, MicrophoneSource, SpeakerSink
+from rtcodec.audio import WavFileSink, read_audio
+from rtcodec.bitstream import SEQ_MODULO, Packet, PacketError
+from rtcodec.fileio import atomic_write_bytes
+from rtcodec.protocols import StreamDecoder, StreamEncoder
+from rtcodec.transport.jitter import FRAME_SECONDS, JitterBuffer, PutResult
+from rtcodec.transport.peer import Peer, ice_servers
+from rtcodec.transport.signalling import (
+    DEFAULT_PORT,
+    CodecChoice,
+    connect,
+    listen,
+    paste_answer,
+    paste_offer,
+)
+from rtcodec.transport.stats import CallStats, DelayMeter, StatusLine
+
+OPEN_TIMEOUT: Final = 15.0
+"""Seconds for ICE, DTLS and SCTP to open the data channel after signalling."""
+KEEPALIVE_SECONDS: Final = 1.0
+PEER_TIMEOUT: Final = 3.0
+"""Default seconds of silence from the peer (no packet, no keepalive) that end the call."""
+LINGER_SECONDS: Final = 2.0
+"""After saying bye, how long to wait for the peer to play out and close before closing."""
+STATUS_SECONDS: Final = 0.5
+_ENVELOPE: Final = struct.Struct(">I")
+_CLOCK_MODULO: Final = 1 << 32
+_CLOCK_UNITS: Final = 1_000_000
+"""Capture times travel in microseconds modulo _CLOCK_MODULO (wrapping every 71 minutes)."""
+
+Role = Literal["listen", "connect", "offer", "answer"]
+"""How `run_call` meets the peer: TCP listen/connect, or copy-paste offer/answer."""
+
+
+@dataclass
+class _Traffic:
+    """Messages this side sent and received, counted on the loop."""
+
+    packets_sent: int = 0
+    bytes_sent: int = 0
+    packets_received: int = 0
+    bytes_received: int = 0
+    rejected: int = 0
+
+
+class Session:
+    """One call on an open or opening `Peer`. Either direction may be absent: a side without a
+    source only listens, a side without a sink only talks. `run()` returns when the call has
+    ended and the peer is closed."""
+
+    def __init__(
+        self,
+        peer: Peer,
+        *,
+        source: FrameSource | None = None,
+        encoder: StreamEncoder | None = None,
+        sink: FrameSink | None = None,
+        decoder: StreamDecoder | None = None,
+        jitter: JitterBuffer | None = None,
+        pace: bool = True,
+        peer_timeout: float = PEER_TIMEOUT,
+        on_status: Callable[[CallStats], None] | None = None,
+    ) -> None:
+        """`pace`: send at one frame per FRAME_SECONDS on the loop clock (a file source); False
+        for a source whose reads block in real time (a microphone). `on_status` is called with
+        fresh stats every STATUS_SECONDS."""
+        if (source is None) != (encoder is None) or (sink is None) != (decoder is None):
+            raise ValueError("a source needs an encoder and a sink needs a decoder")
+        self._peer = peer
+        self._source = source
+        self._encoder = encoder
+        self._sink = sink
+        self._decoder = decoder
+        self._jitter = jitter if jitter is not None else JitterBuffer()
+        self._pace = pace
+        self._peer_timeout = peer_timeout
+        self._on_status = on_status
+        self._send_executor = ThreadPoolExecutor(1, thread_name_prefix="rtcodec-send")
+        self._receive_executor = ThreadPoolExecutor(1, thread_name_prefix="rtcodec-receive")
+        self._timing: list[tuple[int, float] | None] = [None] * SEQ_MODULO
+        """Per sequence number: (capture time, arrival time) of the packet in the jitter buffer."""
+        self._one_way = DelayMeter()
+        self._buffer_delay = DelayMeter()
+        self._ended = asyncio.Event()
+        self._end_reason = ""
+        self._hung_up_here = False
+        self._failure: BaseException | None = None
+        self._opened_at: float | None = None
+        self._ended_at: float | None = None
+        self._last_heard = 0.0
+        self._last_sent: bytes | None = None
+        self._traffic = _Traffic()
+        self._frames_played = 0
+
+    def hang_up(self) -> None:
+        """End the call from this side (as when the source ends); safe from signal handlers."""
+        self._end("hung up", here=True)
+
+    def stats(self) -> CallStats:
+        """The call so far, as this side sees it."""
+        now = asyncio.get_running_loop().time()
+        counters = self._jitter.counters
+        return CallStats(
+            duration_s=round((self._ended_at or now) - (self._opened_at or now), 3),
+            **asdict(self._traffic),
+            lost=self._jitter.lost if self._sink else 0,
+            late=counters.late,
+            duplicate=counters.duplicate,
+            overflow=counters.overflow,
+            frames_played=self._frames_played,
+            concealed=counters.concealed,
+            stretched=counters.stretched,
+            skipped=counters.skipped,
+            jitter_target_ms=round(self._jitter.target_frames * FRAME_SECONDS * 1000, 1),
+            jitter_delay_p50_ms=self._buffer_delay.percentile_ms(50),
+            one_way_delay_p50_ms=self._one_way.percentile_ms(50),
+            one_way_delay_p95_ms=self._one_way.percentile_ms(95),
+            end_reason=self._end_reason,
+        )
+
+    async def run(self, open_timeout: float = OPEN_TIMEOUT) -> CallStats:
+        """Run the call to its end; re-raises a failure of the source, codec or sink."""
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            await self._peer.wait_open(open_timeout)
+            self._opened_at = self._last_heard = asyncio.get_running_loop().time()
+            tasks = [self._spawn(job) for job in self._background_jobs()]
+            sender = self._spawn(self._send_loop()) if self._source else None
+            playout = self._spawn(self._playout_loop()) if self._sink else None
+            tasks += [task for task in (sender, playout) if task is not None]
+            await self._ended.wait()
+            await self._wind_down(sender, playout)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._release()
+        if self._failure is not None:
+            raise self._failure
+        return self.stats()
+
+    def _background_jobs(self) -> list[Coroutine[Any, Any, None]]:
+        jobs = [self._receive_loop(), self._keepalive_loop(), self._watch_peer()]
+        if self._on_status is not None:
+            jobs.append(self._status_loop(self._on_status))
+        return jobs
+
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(job)
+        task.add_done_callback(self._check_task)
+        return task
+
+    def _check_task(self, task: asyncio.Task[None]) -> None:
+        """A task that failed ends the call; `run()` re-raises its exception."""
+        if not task.cancelled() and task.exception() is not None:
+            self._failure = self._failure or task.exception()
+            self._end(f"failed: {task.exception()}", here=True)
+
+    def _end(self, reason: str, *, here: bool, last_seq: int | None = None) -> None:
+        """End the call (the first reason wins); the jitter buffer plays out what it may."""
+        if self._ended.is_set():
+            return
+        self._end_reason = reason
+        self._ended_at = asyncio.get_running_loop().time()
+        self._hung_up_here = here
+        self._jitter.end(last_seq)
+        self._ended.set()
+
+    async def _wind_down(
+        self, sender: asyncio.Task[None] | None, playout: asyncio.Task[None] | None
+    ) -> None:
+        """After the end: stop sending, say bye if this side hung up, play out what arrived, and
+        give the peer LINGER_SECONDS to close first, so that nothing in flight is cut off."""
+        if sender is not None:
+            sender.cancel()
+        if self._hung_up_here:
+            self._send_bye()
+        if playout is not None:
+            await asyncio.wait({playout})
+        if self._hung_up_here:
+            await self._peer.flush(LINGER_SECONDS)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._peer.closed.wait(), LINGER_SECONDS)
+
+    async def _release(self) -> None:
+        """Close the source, finish the sink (even when cancelled), close the peer."""
+        if self._source is not None:
+            self._source.close()
+        self._send_executor.shutdown(wait=False, cancel_futures=True)
+        try:
+            if self._sink is not None:
+                loop = asyncio.get_running_loop()
+                await asyncio.shield(loop.run_in_executor(self._receive_executor, self._sink.close))
+        finally:
+            self._receive_executor.shutdown(wait=False)
+            await self._peer.close()
+
+    # Sending.
+
+    async def _send_loop(self) -> None:
+        """Read, encode and send frames until the source ends, then hang up."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time()
+        while True:
+            if self._pace:
+                await asyncio.sleep(max(deadline - loop.time(), 0.0))
+                deadline = max(deadline + FRAME_SECONDS, loop.time())
+            captured = await loop.run_in_executor(self._send_executor, self._capture)
+            if captured is None:
+                break
+            capture_time, data = captured
+            self._peer.send(_ENVELOPE.pack(capture_time) + data)
+            self._last_sent = data
+            self._traffic.packets_sent += 1
+            self._traffic.bytes_sent += len(data)
+        self._end("source ended", here=True)
+
+    def _capture(self) -> tuple[int, bytes] | None:
+        """Send executor: the next frame's capture time and packet, or None at the source's end."""
+        assert self._source is not None and self._encoder is not None
+        frame = self._source.read_frame()
+        if frame is None:
+            return None
+        return _clock(), self._encoder.push(frame)
+
+    def _send_bye(self) -> None:
+        last_seq = None if self._last_sent is None else Packet.parse(self._last_sent).seq
+        self._peer.send(json.dumps({"type": "bye", "last_seq": last_seq}))
+
+    async def _keepalive_loop(self) -> None:
+        while True:
+            self._peer.send(json.dumps({"type": "alive"}))
+            await asyncio.sleep(KEEPALIVE_SECONDS)
+
+    # Receiving.
+
+    async def _receive_loop(self) -> None:
+        while True:
+            message, arrival = await self._peer.incoming.get()
+            self._last_heard = arrival
+            if isinstance(message, str):
+                self._on_control(message)
+            else:
+                self._on_packet(message, arrival)
+
+    def _on_control(self, message: str) -> None:
+        try:
+            control = json.loads(message)
+        except json.JSONDecodeError:
+            control = None
+        if not isinstance(control, dict) or control.get("type") not in ("bye", "alive"):
+            self._traffic.rejected += 1
+        elif control["type"] == "bye":
+            last_seq = control.get("last_seq")
+            valid = isinstance(last_seq, int) and 0 <= last_seq < SEQ_MODULO
+            self._end("the peer hung up", here=False, last_seq=last_seq if valid else None)
+
+    def _on_packet(self, message: bytes, arrival: float) -> None:
+        try:
+            if len(message) < _ENVELOPE.size:
+                raise PacketError("message shorter than its envelope")
+            (capture_time,) = _ENVELOPE.unpack_from(message)
+            packet = Packet.parse(message[_ENVELOPE.size :])
+        except PacketError:
+            self._traffic.rejected += 1
+            return
+        self._traffic.packets_received += 1
+        self._traffic.bytes_received += len(message) - _ENVELOPE.size
+        if self._sink is not None and self._jitter.put(packet, arrival) is PutResult.ACCEPTED:
+            self._timing[packet.seq] = (capture_time, arrival)
+
+    async def _watch_peer(self) -> None:
+        """End the call when the connection closes or the peer falls silent."""
+        loop = asyncio.get_running_loop()
+        while True:
+            silent_for = loop.time() - self._last_heard
+            if silent_for >= self._peer_timeout:
+                self._end(f"nothing from the peer for {self._peer_timeout:g} s", here=False)
+                return
+            try:
+                await asyncio.wait_for(self._peer.closed.wait(), self._peer_timeout - silent_for)
+            except TimeoutError:
+                continue
+            self._end("the peer disconnected", here=False)
+            return
+
+    # Playout.
+
+    async def _playout_loop(self) -> None:
+        """Every FRAME_SECONDS: pop a frame, decode and play it; until the buffer is drained."""
+        loop = asyncio.get_running_loop()
+        tick = loop.time()
+        while True:
+            tick += FRAME_SECONDS
+            await asyncio.sleep(max(tick - loop.time(), 0.0))
+            if self._jitter.drained:
+                return
+            if self._jitter.playing:
+                packet, following = self._jitter.pop()
+                popped_at = loop.time()
+                played_at = await loop.run_in_executor(
+                    self._receive_executor, self._play, packet, following
+                )
+                self._frames_played += 1
+                if packet is not None:
+                    self._measure(packet.seq, popped_at, played_at)
+
+    def _play(self, packet: Packet | None, following: Packet | None) -> int:
+        """Receive executor: decode one frame, hand it to the sink; the time it was handed over."""
+        assert self._sink is not None and self._decoder is not None
+        self._sink.write_frame(self._decoder.push(packet, following))
+        return _clock()
+
+    def _measure(self, seq: int, popped_at: float, played_at: int) -> None:
+        timing = self._timing[seq]
+        if timing is None:
+            return
+        capture_time, arrival = timing
+        self._timing[seq] = None
+        self._buffer_delay.add(popped_at - arrival)
+        self._one_way.add(_clock_difference(played_at, capture_time) / _CLOCK_UNITS)
+
+    async def _status_loop(self, on_status: Callable[[CallStats], None]) -> None:
+        while True:
+            await asyncio.sleep(STATUS_SECONDS)
+            on_status(self.stats())
+
+
+def run_call(
+    role: Role,
+    encoder_factory: Callable[[], StreamEncoder],
+    decoder_factory: Callable[[], StreamDecoder],
+    *,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    token: str | None = None,
+    input_path: Path | None = None,
+    output_path: Path | None = None,
+    stun: str | None = None,
+    turn: str | None = None,
+    turn_username: str | None = None,
+    turn_password: str | None = None,
+    stats_path: Path | None = None,
+) -> CallStats:
+    """A whole call from the command line; returns its stats once it has ended.
+
+    `role`: "listen" (wait for a TCP caller on host:port), "connect" (call host:port), "offer" or
+    "answer" (copy-paste signalling on stdin/stdout). Audio comes from `input_path` (paced in real
+    time) or the microphone, and goes to `output_path` (WAV) or the speaker. A live status line
+    goes to stderr; Ctrl-C hangs up cleanly; `stats_path` receives the final stats as JSON.
+    Raises SignallingError, PeerError or AudioError when the call cannot be set up.
+    """
+    return asyncio.run(
+        _call(
+            role,
+            encoder_factory,
+            decoder_factory,
+            host=host,
+            port=port,
+            token=token,
+            input_path=input_path,
+            output_path=output_path,
+            servers=ice_servers(stun, turn, turn_username, turn_password),
+            stats_path=stats_path,
+        )
+    )
+
+
+async def _call(
+    role: Role,
+    encoder_factory: Callable[[], StreamEncoder],
+    decoder_factory: Callable[[], StreamDecoder],
+    *,
+    host: str,
+    port: int,
+    token: str | None,
+    input_path: Path | None,
+    output_path: Path | None,
+    servers: Sequence[RTCIceServer],
+    stats_path: Path | None,
+) -> CallStats:
+    encoder = encoder_factory()
+    source = FileSource(read_audio(input_path)) if input_path else MicrophoneSource()
+    peer = Peer(servers)
+    try:
+        await _meet(role, peer, CodecChoice(encoder.name, encoder.kbps), host, port, token)
+        sink = WavFileSink(output_path) if output_path else SpeakerSink()
+    except BaseException:
+        source.close()
+        await peer.close()
+        raise
+    status = StatusLine()
+    session = Session(
+        peer,
+        source=source,
+        encoder=encoder,
+        sink=sink,
+        decoder=decoder_factory(),
+        pace=input_path is not None,
+        on_status=status.update,
+    )
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, session.hang_up)
+    try:
+        stats = await session.run()
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+    status.finish(stats)
+    if stats_path is not None:
+        atomic_write_bytes(stats_path, stats.to_json().encode() + b"\n")
+    return stats
+
+
+async def _meet(
+    role: Role, peer: Peer, choice: CodecChoice, host: str, port: int, token: str | None
+) -> None:
+    """Signalling for `role`: connect `peer` to the other side."""
+    if role == "listen":
+        async with await listen(host, port) as listener:
+            await listener.accept(peer, choice, token=token)
+    elif role == "connect":
+        await connect(peer, choice, host=host, port=port, token=token)
+    elif role == "offer":
+        await paste_offer(peer, choice)
+    else:
+        await paste_answer(peer, choice)
+
+
+def _clock() -> int:
+    """Wall-clock time in microseconds modulo 2**32: the envelope's capture-time format."""
+    return time.time_ns() // 1000 % _CLOCK_MODULO
+
+
+def _clock_difference(later: int, earlier: int) -> int:
+    """`later - earlier` in microseconds for two `_clock()` values less than 35 minutes apart."""
+    difference = (later - earlier) % _CLOCK_MODULO
+    return difference - _CLOCK_MODULO if difference >= _CLOCK_MODULO // 2 else difference

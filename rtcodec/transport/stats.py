@@ -1,0 +1,150 @@
+"""What a call did: packet counts, bitrate, delays; a live status line and a JSON record."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Final, TextIO
+
+import numpy as np
+
+from rtcodec.config import FRAME_RATE
+
+DELAY_SAMPLES: Final = 10 * 60 * FRAME_RATE
+"""Delay samples kept for the percentiles: the last ten minutes of frames."""
+
+
+class DelayMeter:
+    """Delays of the most recent DELAY_SAMPLES frames, for percentiles."""
+
+    def __init__(self) -> None:
+        self._seconds: deque[float] = deque(maxlen=DELAY_SAMPLES)
+
+    def add(self, seconds: float) -> None:
+        self._seconds.append(seconds)
+
+    def percentile_ms(self, percent: float) -> float | None:
+        """The `percent` percentile in milliseconds, rounded to 0.1 ms; None before any sample."""
+        if not self._seconds:
+            return None
+        return round(float(np.percentile(np.fromiter(self._seconds, float), percent)) * 1000, 1)
+
+
+@dataclass(frozen=True)
+class CallStats:
+    """One side's view of a call so far. Sent counts are this side's; the rest describe what it
+    received from the peer. Byte counts are codec packets only (no envelope, SCTP, DTLS, UDP)."""
+
+    duration_s: float
+    """Seconds since the data channel opened."""
+    packets_sent: int
+    bytes_sent: int
+    packets_received: int
+    """Binary messages that parsed as packets, duplicates and late ones included."""
+    bytes_received: int
+    lost: int
+    """Frames that never arrived (RTP-style: expected from the sequence numbers minus arrived)."""
+    late: int
+    """Packets that arrived after their playout tick; dropped."""
+    duplicate: int
+    rejected: int
+    """Messages that were not valid packets or control messages; dropped."""
+    overflow: int
+    """Packets dropped because the jitter buffer was full."""
+    frames_played: int
+    concealed: int
+    """Played frames that had no packet of their own (decoder concealment or FEC)."""
+    stretched: int
+    """Of the concealed frames, those the jitter buffer inserted to grow its delay."""
+    skipped: int
+    """Frames the jitter buffer skipped to shrink its delay."""
+    jitter_target_ms: float
+    """The jitter buffer's current target delay."""
+    jitter_delay_p50_ms: float | None
+    """Median time a played packet spent in the jitter buffer (arrival to decoding)."""
+    one_way_delay_p50_ms: float | None
+    """Median mouth-to-ear delay: the peer reading a frame from its source to this side handing
+    the decoded frame to its sink. Valid when both clocks agree (one host, or NTP)."""
+    one_way_delay_p95_ms: float | None
+    end_reason: str
+    """Why the call ended; empty while it runs."""
+
+    @property
+    def sent_kbps(self) -> float:
+        """Codec bitrate actually sent: packet bytes per second of audio sent."""
+        return _kbps(self.bytes_sent, self.packets_sent)
+
+    @property
+    def received_kbps(self) -> float:
+        """Codec bitrate actually received: packet bytes per second of audio received."""
+        return _kbps(self.bytes_received, self.packets_received)
+
+    def to_dict(self) -> dict[str, object]:
+        """All fields and both bitrates, JSON-ready."""
+        return asdict(self) | {"sent_kbps": self.sent_kbps, "received_kbps": self.received_kbps}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def status_line(self) -> str:
+        """A one-line summary for a live display."""
+        return (
+            f"{self.duration_s:6.1f} s | sent {self.packets_sent} ({self.sent_kbps:.1f} kbps) | "
+            f"received {self.packets_received} ({self.received_kbps:.1f} kbps), "
+            f"lost {self.lost}, late {self.late}, concealed {self.concealed} | "
+            f"jitter buffer {self.jitter_target_ms:.0f} ms | "
+            f"one-way p50 {format_ms(self.one_way_delay_p50_ms)} "
+            f"p95 {format_ms(self.one_way_delay_p95_ms)}"
+        )
+
+
+class StatusLine:
+    """Shows `CallStats.status_line()` while a call runs: rewritten in place (`\\r`) on a
+    terminal; elsewhere (a log, a pipe) one line every `line_interval` seconds."""
+
+    def __init__(
+        self,
+        stream: TextIO = sys.stderr,
+        line_interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._stream = stream
+        self._line_interval = line_interval
+        self._clock = clock
+        self._tty = stream.isatty()
+        self._last_line: float | None = None
+
+    def update(self, stats: CallStats) -> None:
+        """Show `stats`, at once on a terminal, at most every `line_interval` s elsewhere."""
+        if self._tty:
+            self._stream.write(f"\r{stats.status_line()}\x1b[K")
+            self._stream.flush()
+            return
+        now = self._clock()
+        if self._last_line is None or now - self._last_line >= self._line_interval:
+            self._last_line = now
+            self._write_line(stats)
+
+    def finish(self, stats: CallStats) -> None:
+        """Show the final `stats` and end the line."""
+        if self._tty:
+            self._stream.write("\r\x1b[K")
+        self._write_line(stats)
+
+    def _write_line(self, stats: CallStats) -> None:
+        self._stream.write(stats.status_line() + "\n")
+        self._stream.flush()
+
+
+def _kbps(byte_count: int, packets: int) -> float:
+    """Bitrate of `byte_count` bytes spread over `packets` frames of audio, in kbps."""
+    return round(byte_count * 8 * FRAME_RATE / packets / 1000, 3) if packets else 0.0
+
+
+def format_ms(value: float | None) -> str:
+    """A delay for people: "42 ms", or "-" when there is none."""
+    return "-" if value is None else f"{value:.0f} ms"
