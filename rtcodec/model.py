@@ -66,17 +66,17 @@ class NeuralCodec(nn.Module):
         quantized = self.quantizer(self.encoder(audio), active)
         return CodecOutput(self.decoder(self.mark_lost(quantized.quantized, lost)), quantized)
 
-    def save(self, directory: Path) -> None:
-        """Write `model.safetensors` and `config.json` into `directory`."""
+    def save(self, directory: Path, dtype: torch.dtype = torch.float32) -> None:
+        """Write `model.safetensors` (floating tensors as `dtype`) and `config.json` into `directory`."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        tensors = {name: t.detach().cpu().contiguous() for name, t in self.state_dict().items()}
+        tensors = {name: _stored(t, dtype) for name, t in self.state_dict().items()}
         save_file(tensors, str(directory / WEIGHTS_FILE))
         (directory / CONFIG_FILE).write_text(self.config.to_json() + "\n")
 
     @classmethod
     def load(cls, directory: Path) -> NeuralCodec:
-        """Build the model from `config.json` and load `model.safetensors` (no pickle)."""
+        """Build the model from `config.json` and load `model.safetensors` (no pickle; fp16 is upcast)."""
         directory = Path(directory)
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             if not (directory / name).is_file():
@@ -100,3 +100,8 @@ class NeuralCodec(nn.Module):
                                            ("wrong shape", wrong)) if keys]
             raise WeightsError(f"weights do not match their config ({'; '.join(details)})")
         self.load_state_dict(tensors)
+
+
+def _stored(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    tensor = tensor.detach().cpu()
+    return (tensor.to(dtype) if tensor.is_floating_point() else tensor).contiguous()

@@ -10,7 +10,6 @@ from torch import nn
 from rtcodec.bitstream import Packet
 from rtcodec.codec import untrained
 from rtcodec.config import FRAME_SAMPLES, CodecConfig
-from rtcodec.model import NeuralCodec
 from rtcodec.modules import Decoder, Encoder, StreamingConv1d, StreamingConvTranspose1d
 from rtcodec.streaming import streaming
 
@@ -130,11 +129,3 @@ def test_lost_frame_marker_decodes_to_bounded_audio() -> None:
     decoder = codec.stream_decoder()
     out = decoder.push(None)
     assert out.shape == (FRAME_SAMPLES,) and np.isfinite(out).all() and np.abs(out).max() <= 1.0
-
-
-def test_model_save_load_round_trip(tmp_path) -> None:
-    model = NeuralCodec(SMALL)
-    model.save(tmp_path)
-    loaded = NeuralCodec.load(tmp_path)
-    for name, tensor in model.state_dict().items():
-        assert torch.equal(tensor, loaded.state_dict()[name])

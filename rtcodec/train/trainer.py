@@ -255,7 +255,7 @@ class Trainer:
                       "dev_clips": len(self.dev_clips)}
         release = NeuralCodec(replace(self.config.model, model_id=f"rtcodec-{self.step}", extra=provenance))
         release.load_state_dict(self.model.state_dict())
-        release.save(self.run_dir / RELEASE_DIR)
+        release.save(self.run_dir / RELEASE_DIR, dtype=torch.float16)
         self._log(f"new best {SELECTION_METRIC} {self.best:.3f}: exported {self.run_dir / RELEASE_DIR}")
 
     # -- the loop ---------------------------------------------------------------------------------
