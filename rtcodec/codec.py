@@ -8,6 +8,7 @@ and `stream_decoder()` takes a packet, or None for a lost one, and returns 20 ms
 from __future__ import annotations
 
 import copy
+from collections import deque
 from importlib import resources
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from rtcodec.audio import checked_frame
-from rtcodec.bitstream import SEQ_MODULO, Packet
+from rtcodec.bitstream import MAX_REDUNDANT_FRAMES, SEQ_MODULO, Packet
 from rtcodec.config import FRAME_SAMPLES, CodecConfig, kbps_for_codebooks
 from rtcodec.model import NeuralCodec, WeightsError
 from rtcodec.quantization import ABSENT
@@ -76,30 +77,45 @@ class Codec:
         audio = self.model.decode(torch.from_numpy(array.astype(np.int64))[None])
         return audio[0, 0].clamp(-1, 1).numpy()
 
-    def stream_encoder(self, kbps: float) -> RtcStreamEncoder:
-        return RtcStreamEncoder(self.model, kbps)
+    def stream_encoder(self, kbps: float, redundancy: int = 0, redundant_codebooks: int = 3) -> RtcStreamEncoder:
+        """A streaming encoder at `kbps`; see `RtcStreamEncoder` for redundancy."""
+        return RtcStreamEncoder(self.model, kbps, redundancy, redundant_codebooks)
 
     def stream_decoder(self) -> RtcStreamDecoder:
         return RtcStreamDecoder(self.model)
 
 
 class RtcStreamEncoder:
-    """One 20 ms frame in, one packet out. Owns a copy of the encoder, so streams are independent."""
+    """One 20 ms frame in, one packet out. Owns a copy of the encoder, so streams are independent.
+
+    With `redundancy` R > 0, each packet also carries the first `redundant_codebooks` codes of the
+    R frames before it, so that a receiver can rebuild a lost frame at a coarse bitrate.
+    """
 
     name = NAME
 
-    def __init__(self, model: NeuralCodec, kbps: float) -> None:
+    def __init__(self, model: NeuralCodec, kbps: float, redundancy: int = 0, redundant_codebooks: int = 3) -> None:
+        if not 0 <= redundancy <= MAX_REDUNDANT_FRAMES:
+            raise ValueError(f"redundancy must be 0..{MAX_REDUNDANT_FRAMES} frames, got {redundancy}")
         self._encoder = copy.deepcopy(model.encoder)
         self._quantizer = model.quantizer
         self._config = model.config
         self._num_codebooks = model.config.codebooks_for_kbps(kbps)
+        self._redundant_codebooks = min(redundant_codebooks, self._num_codebooks)
+        self._history: deque[np.ndarray] = deque(maxlen=redundancy)
         self._seq = 0
         self._stream = streaming(self._encoder)
         self._stream.__enter__()
 
     @property
     def kbps(self) -> float:
+        """Bitrate of this frame's codes alone."""
         return kbps_for_codebooks(self._num_codebooks)
+
+    @property
+    def total_kbps(self) -> float:
+        """Bitrate of the codes including redundancy (headers excluded)."""
+        return kbps_for_codebooks(self._num_codebooks + self._history.maxlen * self._redundant_codebooks)
 
     def set_kbps(self, kbps: float) -> None:
         """Change the bitrate from the next packet on."""
@@ -110,7 +126,9 @@ class RtcStreamEncoder:
         """float32 [FRAME_SAMPLES] -> one serialised packet."""
         latent = self._encoder(_as_frame(frame))
         codes = self._quantizer.encode(latent, self._num_codebooks)[0, :, 0].numpy()
-        packet = Packet(seq=self._seq, codes=codes)
+        packet = Packet(seq=self._seq, codes=codes, redundancy=tuple(self._history))
+        if self._history.maxlen:
+            self._history.appendleft(codes[: self._redundant_codebooks])
         self._seq = (self._seq + 1) % SEQ_MODULO
         return packet.to_bytes()
 

@@ -129,3 +129,26 @@ def test_lost_frame_marker_decodes_to_bounded_audio() -> None:
     decoder = codec.stream_decoder()
     out = decoder.push(None)
     assert out.shape == (FRAME_SAMPLES,) and np.isfinite(out).all() and np.abs(out).max() <= 1.0
+
+
+def test_redundancy_rebuilds_a_lost_frame_from_the_next_packet() -> None:
+    codec = untrained(SMALL)
+    audio = _speechlike(0.2)
+    encoder = codec.stream_encoder(6.0, redundancy=2, redundant_codebooks=3)
+    packets = [Packet.parse(encoder.push(audio[i : i + FRAME_SAMPLES])) for i in range(0, 4 * FRAME_SAMPLES, FRAME_SAMPLES)]
+    assert [len(p.redundancy) for p in packets] == [0, 1, 2, 2]
+    assert np.array_equal(packets[2].redundancy[0], packets[1].codes[:3])
+    assert np.array_equal(packets[2].redundancy[1], packets[0].codes[:3])
+    assert encoder.total_kbps == 6.0 + 2 * 1.5
+
+    def decode(lost_handling: str) -> np.ndarray:
+        decoder = codec.stream_decoder()
+        decoder.push(packets[0])
+        if lost_handling == "redundancy":
+            return decoder.push(None, following=packets[2])
+        if lost_handling == "coarse":
+            return decoder.push(Packet(seq=1, codes=packets[1].codes[:3]))
+        return decoder.push(None)
+
+    assert np.array_equal(decode("redundancy"), decode("coarse"))
+    assert not np.array_equal(decode("redundancy"), decode("conceal"))
