@@ -7,14 +7,39 @@
     encoder, decoder = codec.stream_encoder(6), codec.stream_decoder()
     packet = encoder.push(frame)                # 320 samples -> bytes
     frame = decoder.push(rtcodec.Packet.parse(packet))   # or decoder.push(None) for a lost one
+
+The neural parts (and torch) load on first use, so `rtcodec.transport` and the Opus baseline stay light.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from rtcodec.bitstream import Packet, PacketError
-from rtcodec.codec import Codec, RtcStreamDecoder, RtcStreamEncoder, load, untrained
 from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE, CodecConfig
-from rtcodec.model import WeightsError
 from rtcodec.opus import OpusStreamDecoder, OpusStreamEncoder
 from rtcodec.protocols import StreamDecoder, StreamEncoder
+
+if TYPE_CHECKING:
+    from rtcodec.codec import Codec, RtcStreamDecoder, RtcStreamEncoder, load, untrained
+    from rtcodec.model import WeightsError
+
+_NEURAL = {
+    "Codec": "rtcodec.codec",
+    "RtcStreamDecoder": "rtcodec.codec",
+    "RtcStreamEncoder": "rtcodec.codec",
+    "load": "rtcodec.codec",
+    "untrained": "rtcodec.codec",
+    "WeightsError": "rtcodec.model",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NEURAL:
+        return getattr(importlib.import_module(_NEURAL[name]), name)
+    raise AttributeError(f"module 'rtcodec' has no attribute '{name}'")
+
 
 __all__ = [
     "FRAME_SAMPLES",

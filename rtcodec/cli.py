@@ -15,49 +15,23 @@ import numpy as np
 
 from rtcodec.audio import AudioError, frames, read_audio, write_wav
 from rtcodec.bitstream import RTC_FORMAT_VERSION, Packet, PacketError, RtcHeader, read_rtc, write_rtc
+from rtcodec.codecs import CODEC_NAMES, RTCODEC_NAME, CodecSpec
 from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE, CodecConfig, ConfigError
 from rtcodec.model import WeightsError
-from rtcodec.opus import OPUS_NAME, OpusStreamDecoder, OpusStreamEncoder
-from rtcodec.protocols import StreamDecoder, StreamEncoder
+from rtcodec.opus import OPUS_NAME
+from rtcodec.transport import PeerError, SignallingError
 
-CODECS = ("rtcodec", OPUS_NAME)
-EXPECTED_ERRORS = (AudioError, PacketError, ConfigError, WeightsError, ValueError, OSError)
+EXPECTED_ERRORS = (AudioError, PacketError, ConfigError, WeightsError, SignallingError, PeerError, ValueError, OSError)
 
 Command = Callable[[argparse.Namespace], None]
 
 
-def make_encoder(codec: str, kbps: float, weights: Path | None = None) -> StreamEncoder:
-    """A streaming encoder for `codec` ("rtcodec" or "opus") at `kbps`."""
-    if codec == OPUS_NAME:
-        return OpusStreamEncoder(kbps)
-    from rtcodec.codec import load
-
-    return load(weights).stream_encoder(kbps)
-
-
-def make_decoder(codec: str, weights: Path | None = None) -> StreamDecoder:
-    """A streaming decoder for `codec` ("rtcodec" or "opus")."""
-    if codec == OPUS_NAME:
-        return OpusStreamDecoder()
-    from rtcodec.codec import load
-
-    return load(weights).stream_decoder()
-
-
-def _model_id(codec: str, weights: Path | None) -> str:
-    if codec == OPUS_NAME:
-        return OPUS_NAME
-    from rtcodec.codec import load
-
-    return load(weights).model_id
-
-
 def cmd_encode(args: argparse.Namespace) -> None:
     audio = read_audio(args.input)
-    encoder = make_encoder(args.codec, args.kbps, args.weights)
+    spec = CodecSpec(args.codec, args.kbps, args.weights)
+    encoder = spec.encoder()
     packets = [encoder.push(frame) for frame in frames(audio)]
-    header = RtcHeader(RTC_FORMAT_VERSION, SAMPLE_RATE, FRAME_SAMPLES, _model_id(args.codec, args.weights),
-                       encoder.kbps)
+    header = RtcHeader(RTC_FORMAT_VERSION, SAMPLE_RATE, FRAME_SAMPLES, spec.model_id, encoder.kbps)
     write_rtc(args.output, packets, header)
     print(f"{args.output}: {len(packets)} packets, {len(audio) / SAMPLE_RATE:.2f} s, {args.codec} at {encoder.kbps:g} kbps")
 
@@ -65,11 +39,11 @@ def cmd_encode(args: argparse.Namespace) -> None:
 def cmd_decode(args: argparse.Namespace) -> None:
     header, packets = read_rtc(args.input)
     _check_header(header)
-    codec = OPUS_NAME if header.model_id == OPUS_NAME else "rtcodec"
-    if codec == "rtcodec" and header.model_id != _model_id(codec, args.weights):
+    spec = CodecSpec(OPUS_NAME if header.model_id == OPUS_NAME else RTCODEC_NAME, header.kbps, args.weights)
+    if header.model_id != spec.model_id:
         raise WeightsError(f"'{args.input}' was encoded with model '{header.model_id}', "
-                           f"but the loaded model is '{_model_id(codec, args.weights)}'")
-    decoder = make_decoder(codec, args.weights)
+                           f"but the loaded model is '{spec.model_id}'")
+    decoder = spec.decoder()
     audio = [decoder.push(Packet.parse(data)) for data in packets]
     write_wav(args.output, np.concatenate(audio) if audio else np.zeros(0, dtype=np.float32))
     print(f"{args.output}: {len(packets) * FRAME_SAMPLES / SAMPLE_RATE:.2f} s decoded from {len(packets)} packets")
@@ -102,6 +76,50 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"training stopped; checkpoint in {run_dir}, best weights in {run_dir / 'best'}")
 
 
+def _spec(args: argparse.Namespace) -> CodecSpec:
+    return CodecSpec(args.codec, args.kbps, args.weights, redundancy=args.redundancy, fec=args.fec,
+                     packet_loss_perc=args.expected_loss)
+
+
+def cmd_call(args: argparse.Namespace) -> None:
+    from rtcodec.transport import run_call
+
+    role, address = ("listen", args.listen) if args.listen else ("connect", args.connect)
+    if args.paste:
+        role, address = args.paste, None
+    host, port = _host_port(address) if address else ("127.0.0.1", 0)
+    spec = _spec(args)
+    stats = run_call(role, spec.encoder, spec.decoder, host=host, port=port, token=args.token,
+                     input_path=args.input, output_path=args.output, stun=args.stun, turn=args.turn,
+                     turn_username=args.turn_username, turn_password=args.turn_password, stats_path=args.stats)
+    print(stats.status_line())
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT, got '{address}'")
+    return host, int(port)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from rtcodec.demo import run_demo
+
+    spec = _spec(args)
+    if spec.name == RTCODEC_NAME:
+        print(f"rtcodec model: {spec.model_id}")
+    print(run_demo(args.out, spec.encoder, spec.decoder, input_path=args.input))
+
+
+def _add_codec_options(parser: argparse.ArgumentParser, default_kbps: float) -> None:
+    parser.add_argument("--codec", choices=CODEC_NAMES, default=RTCODEC_NAME)
+    parser.add_argument("--kbps", type=float, default=default_kbps)
+    parser.add_argument("--weights", type=Path, help="rtcodec model folder (default: the shipped weights)")
+    parser.add_argument("--redundancy", type=int, default=0, help="rtcodec: earlier frames carried per packet (0-3)")
+    parser.add_argument("--fec", action="store_true", help="Opus: in-band forward error correction")
+    parser.add_argument("--expected-loss", type=int, default=0, help="Opus: packet_loss_perc hint")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rtcodec", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -110,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     encode.add_argument("input", type=Path, help="WAV/FLAC/OGG, any rate, mono or stereo")
     encode.add_argument("output", type=Path)
     encode.add_argument("--kbps", type=float, required=True)
-    encode.add_argument("--codec", choices=CODECS, default="rtcodec")
+    encode.add_argument("--codec", choices=CODEC_NAMES, default="rtcodec")
     encode.set_defaults(run=cmd_encode)
 
     decode = commands.add_parser("decode", help="decode an .rtc file into a WAV file")
@@ -137,6 +155,28 @@ def _parser() -> argparse.ArgumentParser:
 
     for sub in (encode, decode):
         sub.add_argument("--weights", type=Path, help="model folder (default: the shipped weights)")
+
+    call = commands.add_parser("call", help="a live call: microphone and speaker, or files")
+    where = call.add_mutually_exclusive_group(required=True)
+    where.add_argument("--listen", metavar="HOST:PORT", help="wait for a caller (e.g. 127.0.0.1:47100)")
+    where.add_argument("--connect", metavar="HOST:PORT", help="call a listening peer")
+    where.add_argument("--paste", choices=("offer", "answer"), help="copy-paste signalling on stdin/stdout")
+    call.add_argument("--token", help="shared secret; a peer without it is refused")
+    call.add_argument("--input", type=Path, help="audio file to send instead of the microphone")
+    call.add_argument("--output", type=Path, help="WAV file to record instead of the speaker")
+    call.add_argument("--stats", type=Path, help="write the call statistics as JSON here")
+    call.add_argument("--stun", help="STUN server, e.g. stun:stun.example.org:3478 (none by default)")
+    call.add_argument("--turn", help="TURN server URL")
+    call.add_argument("--turn-username")
+    call.add_argument("--turn-password")
+    _add_codec_options(call, default_kbps=6.0)
+    call.set_defaults(run=cmd_call)
+
+    demo = commands.add_parser("demo", help="a complete call between two peers on this machine")
+    demo.add_argument("--out", type=Path, default=Path("out/demo"))
+    demo.add_argument("--input", type=Path, help="audio file to send (default: built-in speech)")
+    _add_codec_options(demo, default_kbps=6.0)
+    demo.set_defaults(run=cmd_demo)
     return parser
 
 

@@ -3,7 +3,7 @@
 The caller sends speech (the built-in passage or a file) through its encoder, real TCP signalling
 on 127.0.0.1 with a token, and a real aiortc data channel over UDP; the callee plays what arrives
 through its jitter buffer and decoder into a WAV file. The codec is injected as two factories, so
-the same demo runs rtcodec (the CLI passes it) or Opus (`opus_factories`), and this module never
+the same demo runs rtcodec or Opus (see `rtcodec.codecs.CodecSpec`), and this module never
 imports torch.
 """
 
@@ -24,7 +24,6 @@ from matplotlib.figure import Figure
 from rtcodec.audio import FileSource, WavFileSink, default_speech, read_audio, write_wav
 from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE
 from rtcodec.fileio import atomic_path, atomic_write_bytes
-from rtcodec.opus import OpusStreamDecoder, OpusStreamEncoder
 from rtcodec.protocols import StreamDecoder, StreamEncoder
 from rtcodec.transport import CallStats, CodecChoice, Peer, Session, connect, listen
 from rtcodec.transport.stats import format_ms
@@ -67,13 +66,6 @@ class DemoSummary:
 
 
 _OUTPUTS = ("sent.wav", "received.wav", "stats.json", "call.png")
-
-
-def opus_factories(
-    kbps: float,
-) -> tuple[Callable[[], StreamEncoder], Callable[[], StreamDecoder]]:
-    """Encoder and decoder factories for the Opus baseline at `kbps`."""
-    return (lambda: OpusStreamEncoder(kbps)), OpusStreamDecoder
 
 
 def run_demo(

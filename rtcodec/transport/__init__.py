@@ -6,7 +6,7 @@ the encoder and decoder (rtcodec's or Opus's). It never imports torch.
 
 from __future__ import annotations
 
-from rtcodec.transport.jitter import JitterBuffer, JitterCounters, PutResult
+from rtcodec.transport.jitter import JitterBuffer
 from rtcodec.transport.peer import Peer, PeerError, ice_servers
 from rtcodec.transport.session import Session, run_call
 from rtcodec.transport.signalling import (
@@ -26,11 +26,9 @@ __all__ = [
     "CallStats",
     "CodecChoice",
     "JitterBuffer",
-    "JitterCounters",
     "Listener",
     "Peer",
     "PeerError",
-    "PutResult",
     "Session",
     "SignallingError",
     "StatusLine",

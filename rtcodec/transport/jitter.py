@@ -172,18 +172,20 @@ class JitterBuffer:
         if packet is None and not self._ended and self.buffered_frames < self.target_frames:
             return self._hold()
         self._next = index + 1
+        self._forget_old_indices()
         if packet is None:
             self.counters.concealed += 1
         return packet, self._packets.get(index + 1)
 
     def end(self, last_seq: int | None = None) -> None:
         """No packets after `last_seq` (default: after the newest one) will be played. Missing
-        frames are no longer held for, and the buffer is `drained` once `last_seq` is popped."""
+        frames are no longer held for, and the buffer is `drained` once `last_seq` is popped.
+        A `last_seq` more than `capacity` frames past the newest arrival is taken as that far."""
         self._ended = True
         if last_seq is None or self._newest is None:
             self._end_index = self._newest
         else:
-            self._end_index = self._extend(last_seq)
+            self._end_index = min(self._extend(last_seq), self._newest + self._capacity)
             self._newest = max(self._newest, self._end_index)
 
     def _start_epoch(self) -> None:

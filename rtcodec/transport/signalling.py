@@ -73,9 +73,7 @@ class Listener:
         """The port it listens on (useful after asking for port 0)."""
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def accept(
-        self, peer: Peer, choice: CodecChoice, *, token: str | None = None
-    ) -> None:
+    async def accept(self, peer: Peer, choice: CodecChoice, *, token: str | None = None) -> None:
         """Wait for one caller and answer its offer with `peer`.
 
         Raises SignallingError (after telling the caller why) if the caller's token is wrong or
@@ -96,7 +94,11 @@ class Listener:
             await _close(writer)
 
     async def close(self) -> None:
+        """Stop listening and hang up on callers that were never accepted."""
         self._server.close()
+        while not self._callers.empty():
+            _, writer = self._callers.get_nowait()
+            await _close(writer)
         await self._server.wait_closed()
 
     async def __aenter__(self) -> Self:

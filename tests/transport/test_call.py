@@ -14,7 +14,8 @@ import soundfile
 from rtcodec.audio import FileSource, WavFileSink, default_speech, write_wav
 from rtcodec.bitstream import Packet
 from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE
-from rtcodec.demo import opus_factories, run_demo
+from rtcodec.codecs import CodecSpec
+from rtcodec.demo import run_demo
 from rtcodec.opus import OpusStreamDecoder, OpusStreamEncoder
 from rtcodec.transport import CallStats, CodecChoice, JitterBuffer, Peer, Session, connect, listen
 
@@ -193,7 +194,8 @@ def test_peers_connect_on_a_host_whose_only_interface_is_loopback(
 def test_the_demo_writes_its_files_and_summary(tmp_path: Path) -> None:
     source = tmp_path / "input.wav"
     write_wav(source, speech(1.0))
-    summary = run_demo(tmp_path / "demo", *opus_factories(KBPS), input_path=source)
+    spec = CodecSpec("opus", KBPS)
+    summary = run_demo(tmp_path / "demo", spec.encoder, spec.decoder, input_path=source)
     stats = json.loads((tmp_path / "demo" / "stats.json").read_text())
     assert stats["caller"]["packets_sent"] == stats["callee"]["packets_received"] == 50
     received, _ = soundfile.read(tmp_path / "demo" / "received.wav")

@@ -181,3 +181,20 @@ def test_end_drains_to_the_last_packet_and_counts_missing_ones_as_lost() -> None
     assert played(buffer, 6) == [0, 1, None, 3, None, None]
     assert buffer.drained
     assert buffer.lost == 3 and buffer.counters.stretched == 0
+
+
+def test_an_end_far_beyond_the_stream_is_capped_at_the_capacity() -> None:
+    buffer = JitterBuffer(max_frames=5, capacity=5)
+    arrive(buffer, [0])
+    buffer.end(last_seq=30_000)  # a bogus bye must not keep the call playing for minutes
+    assert played(buffer, 6) == [0, None, None, None, None, None]
+    assert buffer.drained
+
+
+def test_duplicate_detection_memory_stays_bounded_in_a_long_call() -> None:
+    buffer = JitterBuffer(capacity=10)
+    for seq in range(1000):
+        buffer.put(packet(seq), seq * FRAME_SECONDS)
+        buffer.pop()
+    assert buffer.put(packet(995), 20.0) is PutResult.DUPLICATE
+    assert buffer.put(packet(100), 20.0) is PutResult.LATE  # forgotten long ago: just late
