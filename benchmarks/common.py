@@ -332,6 +332,51 @@ def load_dnsmos() -> Dnsmos | None:
         return None
 
 
+PLCMOS_SEED = 0
+"""PLCMOS averages over randomly drawn "raters"; a fixed seed gives every clip one score."""
+
+
+class Plcmos:
+    """PLCMOS v2 (Microsoft's packet-loss-concealment MOS, from `speechmos`), run on one thread
+    and made deterministic: its rater embeddings are drawn from PLCMOS_SEED, not numpy's global
+    state (which is left as it was)."""
+
+    def __init__(self) -> None:
+        import onnxruntime
+        from speechmos import plcmos
+
+        class _OneThread(plcmos.PLCMOS):  # type: ignore[misc]  # speechmos is untyped
+            def __init__(self) -> None:
+                options = onnxruntime.SessionOptions()
+                options.intra_op_num_threads = options.inter_op_num_threads = 1
+                self.model_name = "plcmos_v2"
+                self.onnx_name = self.model_name + ".onnx"
+                self.max_lens = 999999999999
+                self.embed_rounds = 15
+                self.model_path = str(Path(plcmos.__file__).parent / "plcmos_models" / self.onnx_name)
+                self.session = onnxruntime.InferenceSession(self.model_path, options)
+
+        self._model = _OneThread()
+
+    def __call__(self, audio: np.ndarray) -> float:
+        """Score (1..5) of float32 `audio` [samples] at SAMPLE_RATE; no reference needed."""
+        state = np.random.get_state()
+        np.random.seed(PLCMOS_SEED)
+        try:
+            return float(self._model(np.clip(audio, -1.0, 1.0).astype(np.float32))["plcmos"])
+        finally:
+            np.random.set_state(state)
+
+
+def load_plcmos() -> Plcmos | None:
+    """The PLCMOS scorer, or None (saying why) when `speechmos` or onnxruntime is missing."""
+    try:
+        return Plcmos()
+    except ImportError as error:
+        print(f"PLCMOS skipped: {error} (pip install speechmos onnxruntime)")
+        return None
+
+
 def quality_metrics(
     reference: np.ndarray, decoded: np.ndarray, dnsmos: Dnsmos | None
 ) -> dict[str, float | None]:
@@ -390,10 +435,13 @@ def write_results(
     return paths
 
 
-def new_figure(panels: int, width: float = 5.0, height: float = 4.0) -> tuple[Figure, list[Any]]:
-    """A figure (Agg, no display) with `panels` axes side by side."""
-    figure = Figure(figsize=(width * panels, height), layout="constrained")
-    return figure, list(np.atleast_1d(figure.subplots(1, panels)))
+def new_figure(
+    panels: int, width: float = 5.0, height: float = 4.0, rows: int = 1
+) -> tuple[Figure, list[Any]]:
+    """A figure (Agg, no display) with `rows` rows of `panels` axes side by side; the axes in
+    reading order (row by row)."""
+    figure = Figure(figsize=(width * panels, height * rows), layout="constrained")
+    return figure, list(np.ravel(figure.subplots(rows, panels)))
 
 
 # --- Lyra v2 adapter (benchmark only) ---------------------------------------------------------

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE, CodecConfig, ConfigError
 from rtcodec.model import WeightsError
 from rtcodec.opus import OPUS_NAME
 from rtcodec.transport import PeerError, SignallingError
+
+if TYPE_CHECKING:
+    from rtcodec.netsim import Network
 
 EXPECTED_ERRORS = (AudioError, PacketError, ConfigError, WeightsError, SignallingError, PeerError, ValueError, OSError)
 
@@ -111,6 +115,47 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(run_demo(args.out, spec.encoder, spec.decoder, input_path=args.input))
 
 
+def cmd_simulate(args: argparse.Namespace) -> None:
+    from rtcodec.netsim import AdaptivePlayout, FixedPlayout, simulate
+
+    network = _simulated_network(args)
+    if args.codec == OPUS_NAME and args.redundancy:
+        raise ValueError("--redundancy is for rtcodec; Opus rebuilds lost frames with --fec")
+    if args.codec == RTCODEC_NAME and args.fec:
+        raise ValueError("--fec is for Opus; rtcodec rebuilds lost frames with --redundancy N")
+    if args.expected_loss is None:  # Opus FEC is tuned for the loss being simulated
+        args.expected_loss = min(round(args.loss), 100) if args.fec else 0
+    spec = _spec(args)
+    playout = AdaptivePlayout() if args.playout_delay is None else FixedPlayout(args.playout_delay)
+    encoder = spec.encoder()
+    audio = read_audio(args.input)
+    received, stats = simulate(audio, encoder, spec.decoder(), network, playout=playout, seed=args.seed)
+    write_wav(args.output, received)
+    codes = getattr(encoder, "total_kbps", None)
+    print(f"{args.output}: {len(received) / SAMPLE_RATE:.2f} s received; {args.codec} at {encoder.kbps:g} kbps"
+          + (f" ({codes:g} kbps of codes with redundancy)" if codes is not None else "")
+          + f" over {network.describe()}, seed {args.seed}")
+    print(stats.summary("FEC" if args.codec == OPUS_NAME else "redundancy"))
+
+
+def _simulated_network(args: argparse.Namespace) -> Network:
+    """The `Network` that `rtcodec simulate`'s options describe."""
+    from rtcodec.netsim import Bernoulli, Delay, GilbertElliott, Network, NoLoss, Trace
+
+    if args.trace is not None:
+        if args.loss or args.burst is not None or args.jitter:
+            raise ValueError("--trace gives the losses and delays: leave out --loss, --burst and --jitter")
+        return Network.replay(Trace.load(args.trace))
+    if not 0 <= args.loss < 100:
+        raise ValueError(f"--loss must be a percentage in [0, 100), got {args.loss:g}")
+    rate = args.loss / 100
+    if args.burst is not None:
+        loss = GilbertElliott(rate, args.burst)
+    else:
+        loss = Bernoulli(rate) if rate else NoLoss()
+    return Network(loss=loss, delay=Delay(args.delay, args.jitter))
+
+
 def _add_codec_options(parser: argparse.ArgumentParser, default_kbps: float) -> None:
     parser.add_argument("--codec", choices=CODEC_NAMES, default=RTCODEC_NAME)
     parser.add_argument("--kbps", type=float, default=default_kbps)
@@ -171,6 +216,26 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--turn-password")
     _add_codec_options(call, default_kbps=6.0)
     call.set_defaults(run=cmd_call)
+
+    simulate = commands.add_parser(
+        "simulate", help="send an audio file through a codec and a simulated lossy network"
+    )
+    simulate.add_argument("input", type=Path, help="WAV/FLAC/OGG, any rate, mono or stereo")
+    simulate.add_argument("output", type=Path, help="WAV file of the received audio")
+    simulate.add_argument("--loss", type=float, default=0.0, metavar="PCT", help="packet loss in percent")
+    simulate.add_argument("--burst", type=float, metavar="MEAN",
+                          help="bursty (Gilbert-Elliott) loss with this mean burst length in packets "
+                               "(default: independent losses)")
+    simulate.add_argument("--jitter", type=float, default=0.0, metavar="MS", help="delay jitter (standard deviation)")
+    simulate.add_argument("--delay", type=float, default=40.0, metavar="MS", help="mean one-way delay (default 40)")
+    simulate.add_argument("--trace", type=Path, metavar="CSV",
+                          help="replay losses and delays from a trace (format: rtcodec.netsim.trace)")
+    simulate.add_argument("--playout-delay", type=float, metavar="MS",
+                          help="play each frame this long after it was sent, never stretching or "
+                               "skipping (default: the call engine's adaptive jitter buffer)")
+    simulate.add_argument("--seed", type=int, default=0, help="seed of the network's randomness")
+    _add_codec_options(simulate, default_kbps=6.0)
+    simulate.set_defaults(run=cmd_simulate, expected_loss=None)
 
     demo = commands.add_parser("demo", help="a complete call between two peers on this machine")
     demo.add_argument("--out", type=Path, default=Path("out/demo"))

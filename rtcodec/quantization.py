@@ -32,6 +32,8 @@ class QuantizerOutput:
     """[batch, num_codebooks, frames] int64; ABSENT where a codebook was dropped."""
     commitment_loss: torch.Tensor
     codebook_loss: torch.Tensor
+    residual_loss: torch.Tensor
+    """How far each stage's output is from the residual it should explain, summed over stages."""
     perplexity: torch.Tensor
     """[num_codebooks] exp(entropy) of each codebook's code histogram in this batch."""
 
@@ -133,12 +135,15 @@ class ResidualVectorQuantizer(nn.Module):
         return torch.stack(stages).sum(dim=0)
 
     def forward(self, latent: torch.Tensor, active: torch.Tensor) -> QuantizerOutput:
-        """Quantize for training with `active` [batch] codebooks per item (quantizer dropout)."""
+        """Quantize for training with `active` [batch] codebooks per item (quantizer dropout).
+
+        Every stage runs for every item, so that each stage learns to explain the residual that
+        the stages before it leave (the auxiliary losses); the decoder only gets the active ones.
+        """
         residual = latent
         quantized = torch.zeros_like(latent)
-        codes, commitment, codebook_loss, perplexity = [], [], [], []
+        codes, commitment, codebook_loss, residual_loss, perplexity = [], [], [], [], []
         for i, codebook in enumerate(self.codebooks):
-            in_use = (active > i).float()[:, None, None]
             points = codebook.lookup_space(residual)
             stage_codes = codebook.nearest(points)
             if self.training:
@@ -146,19 +151,21 @@ class ResidualVectorQuantizer(nn.Module):
                 stage_codes = codebook.nearest(points)
             target = F.normalize(points, dim=-1)
             entries = F.normalize(codebook.embedding[stage_codes], dim=-1)
-            commitment.append(((target - entries.detach()).pow(2) * in_use).mean())
-            codebook_loss.append(((entries - target.detach()).pow(2) * in_use).mean())
-            straight = (target + (entries - target).detach()).transpose(1, 2)
-            stage = codebook.project_out(straight)
-            quantized = quantized + stage * in_use
+            commitment.append(F.mse_loss(target, entries.detach()))
+            codebook_loss.append(F.mse_loss(entries, target.detach()))
+            stage = codebook.project_out((target + (entries - target).detach()).transpose(1, 2))
+            residual_loss.append(F.mse_loss(stage, residual.detach()))
+            quantized = quantized + stage * (active > i).float()[:, None, None]
             residual = residual - stage
             codes.append(torch.where(active[:, None] > i, stage_codes, ABSENT))
             perplexity.append(_perplexity(stage_codes[active > i], len(codebook.embedding)))
+        encoder_commitment = F.mse_loss(latent, (latent - residual).detach())
         return QuantizerOutput(
             quantized=quantized,
             codes=torch.stack(codes, dim=1),
-            commitment_loss=torch.stack(commitment).sum(),
+            commitment_loss=torch.stack(commitment).sum() + encoder_commitment,
             codebook_loss=torch.stack(codebook_loss).sum(),
+            residual_loss=torch.stack(residual_loss).sum(),
             perplexity=torch.stack(perplexity),
         )
 

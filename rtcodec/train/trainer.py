@@ -52,9 +52,10 @@ class TrainConfig:
     weight_stft: float = 1.0
     weight_commitment: float = 0.25
     weight_codebook: float = 1.0
+    weight_residual: float = 1.0
     weight_adversarial: float = 1.0
     weight_feature_matching: float = 2.0
-    adversarial_from_step: int = 3000
+    adversarial_from_step: int = 1500
     discriminator_every: int = 2
     discriminator_crop_seconds: float = 0.5
     full_bitrate_probability: float = 0.5
@@ -178,6 +179,7 @@ class Trainer:
             "stft": self.stft_loss(output.audio, audio),
             "commitment": output.quantizer.commitment_loss,
             "codebook": output.quantizer.codebook_loss,
+            "residual": output.quantizer.residual_loss,
         }
         adversarial = self.step >= config.adversarial_from_step
         if adversarial:

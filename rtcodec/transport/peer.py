@@ -5,6 +5,9 @@ text messages. The channel is negotiated out of band (same id on both ends), so 
 it from the start and no message can arrive before someone listens: incoming messages wait in
 `Peer.incoming` with their arrival time on the loop clock.
 
+What a peer advertises can be rewritten on its way out (`rewrite_sdp`): the network simulator's
+UDP relay (rtcodec.netsim.relay) uses that to put itself between two peers.
+
 Loopback: aioice never gathers 127.0.0.1 or ::1, so two peers on a host whose only interface is
 loopback would have no candidates at all. `_gather_loopback_when_alone` fixes exactly that case.
 """
@@ -12,7 +15,7 @@ loopback would have no candidates at all. `_gather_loopback_when_alone` fixes ex
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import aioice.ice
@@ -60,10 +63,18 @@ class Peer:
     The SDP returned carries every gathered candidate (aiortc gathers before it returns).
     """
 
-    def __init__(self, servers: Sequence[RTCIceServer] = ()) -> None:
+    def __init__(
+        self,
+        servers: Sequence[RTCIceServer] = (),
+        *,
+        rewrite_sdp: Callable[[str], str] | None = None,
+    ) -> None:
         """`servers`: STUN/TURN servers (see `ice_servers`); none by default, never a public one.
-        Create it inside the running event loop that will use it."""
+        `rewrite_sdp`: applied to this peer's offer or answer before it is handed to signalling,
+        e.g. to advertise a relay's address instead of the gathered candidates; the peer itself
+        still uses what it gathered. Create it inside the running event loop that will use it."""
         _gather_loopback_when_alone()
+        self._rewrite_sdp = rewrite_sdp
         self.incoming: asyncio.Queue[tuple[Message, float]] = asyncio.Queue()
         """Messages as they arrived, each with its arrival time on the loop clock."""
         self.closed = asyncio.Event()
@@ -81,13 +92,13 @@ class Peer:
     async def offer(self) -> str:
         """Create the offer, gather candidates, and return the offer SDP."""
         await self._connection.setLocalDescription(await self._connection.createOffer())
-        return self._connection.localDescription.sdp
+        return self._local_sdp()
 
     async def answer(self, offer_sdp: str) -> str:
         """Apply the remote offer, gather candidates, and return the answer SDP."""
         await self._set_remote(offer_sdp, "offer")
         await self._connection.setLocalDescription(await self._connection.createAnswer())
-        return self._connection.localDescription.sdp
+        return self._local_sdp()
 
     async def accept_answer(self, answer_sdp: str) -> None:
         """Apply the remote answer: ICE and DTLS then connect in the background."""
@@ -126,6 +137,10 @@ class Peer:
         """Close the connection; the remote end sees its channel close."""
         await self._connection.close()
         self.closed.set()
+
+    def _local_sdp(self) -> str:
+        sdp: str = self._connection.localDescription.sdp
+        return sdp if self._rewrite_sdp is None else self._rewrite_sdp(sdp)
 
     async def _set_remote(self, sdp: str, kind: str) -> None:
         try:

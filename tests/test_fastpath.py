@@ -1,0 +1,179 @@
+"""The fast streaming path (rtcodec.fastpath) against the reference PyTorch path (rtcodec.codec):
+the same packets and the same audio within 1e-4, through bitrate switches, lost frames and
+redundancy, on small, unusual and default configs."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rtcodec.audio import default_speech, frames
+from rtcodec.bitstream import Packet
+from rtcodec.codec import RtcStreamDecoder, RtcStreamEncoder, untrained
+from rtcodec.config import FRAME_SAMPLES, CodecConfig, ConfigError
+from rtcodec.fastpath import FastDecoderCore, FastStreamDecoder, FastStreamEncoder
+from rtcodec.model import NeuralCodec
+from rtcodec.quantization import ABSENT
+from rtcodec.streaming import streaming
+
+AUDIO_TOLERANCE = 1e-4
+TIE_TOLERANCE = 1e-5
+"""A code may differ from the reference only where the reference's own cosine scores of the two
+entries are this close: float rounding (summation order) decides such ties either way."""
+SECONDS = 4.0
+REDUNDANCY = 2
+CONFIGS = {
+    "small": CodecConfig(channels=4, latent_dim=32, bottleneck_hidden=32, num_codebooks=12),
+    "odd": CodecConfig(
+        channels=6, ratios=(4, 8, 10), latent_dim=24, bottleneck_blocks=1, bottleneck_hidden=40,
+        num_codebooks=5, codebook_dim=4,
+    ),
+    "default": CodecConfig(),
+}
+RATES = {"small": (1.5, 3.0, 6.0), "odd": (0.5, 1.5, 2.5), "default": (1.5, 6.0, 12.0)}
+"""Bitrates to switch between, in kbps; the last is where each stream starts."""
+
+
+def _speech(seconds: float = SECONDS) -> list[np.ndarray]:
+    return list(frames(default_speech(seconds).audio))
+
+
+def _record_latents(model: NeuralCodec, monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
+    """The latents that the reference encoder quantizes, in order (the quantizer is shared)."""
+    latents: list[torch.Tensor] = []
+    encode = model.quantizer.encode
+
+    def recording(latent: torch.Tensor, num_codebooks: int) -> torch.Tensor:
+        latents.append(latent.clone())
+        return encode(latent, num_codebooks)
+
+    monkeypatch.setattr(model.quantizer, "encode", recording)
+    return latents
+
+
+@torch.inference_mode()
+def _differs_at_tie(model: NeuralCodec, latent: torch.Tensor, expected: np.ndarray, got: np.ndarray) -> bool:
+    """False if the codes are equal; True if they first differ at a stage where the reference's
+    cosine scores of both picks tie (later stages then quantize another residual); fails otherwise."""
+    assert got.shape == expected.shape
+    if np.array_equal(got, expected):
+        return False
+    stage = int(np.flatnonzero(got != expected)[0])
+    books = model.quantizer.codebooks
+    residual = latent
+    for book, code in zip(books, expected[:stage], strict=False):
+        residual = residual - book.decode(torch.tensor([[code]]))
+    book = books[stage]
+    points = F.normalize(book.lookup_space(residual), dim=-1)
+    scores = (points @ F.normalize(book.embedding, dim=-1).T).flatten()
+    gap = float(scores[expected[stage]] - scores[got[stage]])
+    assert gap <= TIE_TOLERANCE, f"stage {stage}: code {got[stage]} scores {gap:.2e} below the reference's pick"
+    return True
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_fast_stream_matches_reference(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Encode with random per-packet bitrate switches and redundancy, then decode the reference's
+    packets with random losses: some rebuilt from the next packet's redundancy, some concealed."""
+    rates = RATES[name]
+    model = untrained(CONFIGS[name], seed=1).model
+    with torch.no_grad():
+        model.lost_embedding.normal_()  # trained, it is not zero
+    latents = _record_latents(model, monkeypatch)
+    rng = np.random.default_rng(0)
+    reference = RtcStreamEncoder(model, rates[-1], redundancy=REDUNDANCY)
+    fast = FastStreamEncoder(model, rates[-1], redundancy=REDUNDANCY)
+    assert (fast.kbps, fast.total_kbps) == (reference.kbps, reference.total_kbps)
+
+    packets: list[Packet] = []
+    ties = 0
+    for frame in _speech():
+        if rng.random() < 0.2:
+            kbps = float(rng.choice(rates))
+            reference.set_kbps(kbps)
+            fast.set_kbps(kbps)
+        expected_bytes, got_bytes = reference.push(frame), fast.push(frame)
+        expected, got = Packet.parse(expected_bytes), Packet.parse(got_bytes)
+        ties += _differs_at_tie(model, latents[-1], expected.codes, got.codes)
+        if ties == 0:
+            assert got_bytes == expected_bytes
+        else:  # since a tie, the redundancy repeats the fast encoder's own earlier codes
+            assert got.seq == expected.seq and len(got.redundancy) == len(expected.redundancy)
+        packets.append(expected)
+    assert ties <= len(packets) // 50, f"{ties} ties in {len(packets)} frames"
+    assert len({len(p.codes) for p in packets}) == len(rates)
+
+    reference_decoder, fast_decoder = RtcStreamDecoder(model), FastStreamDecoder(model)
+    worst, lost = 0.0, 0
+    for i, packet in enumerate(packets):
+        following = packets[i + 1] if i + 1 < len(packets) else None
+        chance = rng.random()
+        args = (None, following) if chance < 0.1 else (None, None) if chance < 0.15 else (packet, None)
+        lost += args[0] is None
+        expected_audio, got_audio = reference_decoder.push(*args), fast_decoder.push(*args)
+        assert got_audio.dtype == np.float32 and got_audio.shape == (FRAME_SAMPLES,)
+        worst = max(worst, float(np.abs(got_audio - expected_audio).max()))
+    assert lost > 0
+    assert worst <= AUDIO_TOLERANCE
+
+
+@torch.inference_mode()
+def test_decoder_core_skips_absent_codebooks() -> None:
+    """ABSENT codes (a stage left out of a frame) add nothing, as in ResidualVectorQuantizer.decode."""
+    model = untrained(CONFIGS["small"]).model
+    rng = np.random.default_rng(2)
+    codes = rng.integers(0, model.config.codebook_size, (8, model.config.num_codebooks))
+    codes[rng.random(codes.shape) < 0.3] = ABSENT
+    codes[3, :] = ABSENT
+    core = FastDecoderCore(model)
+    with streaming(copy.deepcopy(model.decoder)) as decoder:
+        for k, frame_codes in zip([12, 12, 5, 12, 1, 7, 12, 3], codes, strict=True):
+            latent = model.quantizer.decode(torch.from_numpy(frame_codes[:k])[None, :, None])
+            expected = decoder(latent)[0, 0].clamp(-1, 1).numpy()
+            assert np.abs(core(frame_codes[:k]) - expected).max() <= AUDIO_TOLERANCE
+
+
+def test_same_errors_as_reference() -> None:
+    model = untrained(CONFIGS["small"]).model
+    for make in (RtcStreamEncoder, FastStreamEncoder):
+        with pytest.raises(ValueError, match="redundancy"):
+            make(model, 6.0, redundancy=4)
+        with pytest.raises(ConfigError):
+            make(model, 7.0)
+        encoder = make(model, 6.0, redundancy=1, redundant_codebooks=3)
+        assert (encoder.name, encoder.kbps, encoder.total_kbps) == ("rtcodec", 6.0, 7.5)
+        with pytest.raises(ConfigError):
+            encoder.set_kbps(0.25)
+        with pytest.raises(ValueError, match="shape"):
+            encoder.push(np.zeros(FRAME_SAMPLES - 1, dtype=np.float32))
+    too_many = Packet(seq=0, codes=np.zeros(model.config.num_codebooks + 1, dtype=np.int64))
+    for decoder in (RtcStreamDecoder(model), FastStreamDecoder(model)):
+        with pytest.raises(ValueError, match="codebooks given"):
+            decoder.push(too_many)
+
+
+def test_weights_are_frozen_at_construction() -> None:
+    model = untrained(CONFIGS["small"]).model
+    original = copy.deepcopy(model)
+    fast_encoder, fast_decoder = FastStreamEncoder(model, 6.0), FastStreamDecoder(model)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    reference_encoder, reference_decoder = RtcStreamEncoder(original, 6.0), RtcStreamDecoder(original)
+    for frame in _speech(0.2):
+        packet = reference_encoder.push(frame)
+        assert fast_encoder.push(frame) == packet
+        parsed = Packet.parse(packet)
+        assert np.abs(fast_decoder.push(parsed) - reference_decoder.push(parsed)).max() <= AUDIO_TOLERANCE
+
+
+def test_unknown_layer_is_refused() -> None:
+    model = untrained(CONFIGS["small"]).model
+    model.decoder.layers[-2] = nn.GELU()
+    with pytest.raises(TypeError, match="GELU"):
+        FastStreamDecoder(model)
