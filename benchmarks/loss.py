@@ -159,6 +159,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"average losses in percent (default: {' '.join(map('{:g}'.format, LOSSES))})")
     parser.add_argument("--patterns", nargs="+", choices=tuple(PATTERNS), default=list(PATTERNS),
                         help="loss patterns (default: all)")
+    parser.add_argument("--points", nargs="+", type=_point, metavar="PATTERN:PCT",
+                        help="run only these points, e.g. ge2:10 random:20 (instead of every "
+                             "pattern at every loss)")
     parser.add_argument("--redundancy", nargs="+", type=int, default=list(REDUNDANCY),
                         metavar="N", help="rtcodec redundant frames per packet, besides none (default: 1 2)")
     parser.add_argument("--opus-kbps", nargs="+", type=float, default=list(OPUS_KBPS),
@@ -173,6 +176,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         if not 0 <= loss < 100:
             parser.error(f"a loss must be a percentage in [0, 100), got {loss:g}")
     return args
+
+
+def _point(text: str) -> Point:
+    """"ge2:10" -> Point("ge2", 10.0), for --points."""
+    pattern, _, loss = text.partition(":")
+    try:
+        value = float(loss)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected PATTERN:PCT such as ge2:10, got '{text}'") from None
+    if pattern not in PATTERNS or not 0 <= value < 100:
+        raise argparse.ArgumentTypeError(
+            f"expected PATTERN:PCT with PATTERN in {', '.join(PATTERNS)} and 0 <= PCT < 100, got '{text}'"
+        )
+    return Point(pattern if value else "random", value)
 
 
 def points(losses: Sequence[float], patterns: Sequence[str]) -> list[Point]:
@@ -225,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     use_one_thread()
     files = dev_files(args.data, args.max_files)
     chosen = conditions(args)
-    grid = points(args.losses, args.patterns)
+    grid = list(dict.fromkeys(args.points)) if args.points else points(args.losses, args.patterns)
     plcmos = load_plcmos()
     playout = FixedPlayout(args.playout_delay)
     (args.out / "clips").mkdir(parents=True, exist_ok=True)

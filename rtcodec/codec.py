@@ -11,6 +11,7 @@ import copy
 from collections import deque
 from importlib import resources
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ import torch
 from rtcodec.audio import checked_frame
 from rtcodec.bitstream import MAX_REDUNDANT_FRAMES, SEQ_MODULO, Packet
 from rtcodec.config import FRAME_SAMPLES, CodecConfig, kbps_for_codebooks
+from rtcodec.fastpath import FastDecoderCore, FastEncoderCore
 from rtcodec.model import NeuralCodec, WeightsError
 from rtcodec.quantization import ABSENT
 from rtcodec.streaming import streaming
@@ -30,11 +32,6 @@ def shipped_weights() -> Path:
     return Path(str(resources.files("rtcodec") / "weights"))
 
 
-def _as_frame(frame: np.ndarray) -> torch.Tensor:
-    """Validated float32 [FRAME_SAMPLES] -> tensor [1, 1, FRAME_SAMPLES]."""
-    return torch.from_numpy(np.clip(checked_frame(frame), -1.0, 1.0))[None, None, :]
-
-
 def _as_audio(audio: np.ndarray) -> torch.Tensor:
     """Validated float32 [samples], zero-padded to whole frames -> tensor [1, 1, samples']."""
     array = np.asarray(audio, dtype=np.float32)
@@ -44,6 +41,18 @@ def _as_audio(audio: np.ndarray) -> torch.Tensor:
         raise ValueError("audio contains NaN or infinite samples")
     padded = np.pad(np.clip(array, -1.0, 1.0), (0, -len(array) % FRAME_SAMPLES))
     return torch.from_numpy(padded)[None, None, :]
+
+
+class EncoderCore(Protocol):
+    """Frame-level encoding with its own streaming state: audio [FRAME_SAMPLES] -> codes [k]."""
+
+    def __call__(self, frame: np.ndarray, num_codebooks: int) -> np.ndarray: ...
+
+
+class DecoderCore(Protocol):
+    """Frame-level decoding with its own streaming state: codes [k], or None if lost -> audio [FRAME_SAMPLES]."""
+
+    def __call__(self, codes: np.ndarray | None) -> np.ndarray: ...
 
 
 class Codec:
@@ -77,16 +86,55 @@ class Codec:
         audio = self.model.decode(torch.from_numpy(array.astype(np.int64))[None])
         return audio[0, 0].clamp(-1, 1).numpy()
 
-    def stream_encoder(self, kbps: float, redundancy: int = 0, redundant_codebooks: int = 3) -> RtcStreamEncoder:
-        """A streaming encoder at `kbps`; see `RtcStreamEncoder` for redundancy."""
-        return RtcStreamEncoder(self.model, kbps, redundancy, redundant_codebooks)
+    def stream_encoder(self, kbps: float, redundancy: int = 0, redundant_codebooks: int = 3,
+                       fast: bool = True) -> RtcStreamEncoder:
+        """A streaming encoder at `kbps`: the numpy fast path, or with `fast=False` the PyTorch modules."""
+        core = FastEncoderCore(self.model) if fast else TorchEncoderCore(self.model)
+        return RtcStreamEncoder(core, self.config, kbps, redundancy, redundant_codebooks)
 
-    def stream_decoder(self) -> RtcStreamDecoder:
-        return RtcStreamDecoder(self.model)
+    def stream_decoder(self, fast: bool = True) -> RtcStreamDecoder:
+        """A streaming decoder: the numpy fast path, or with `fast=False` the PyTorch modules."""
+        return RtcStreamDecoder(FastDecoderCore(self.model) if fast else TorchDecoderCore(self.model))
+
+
+class TorchEncoderCore:
+    """The reference encoder core: a streaming copy of the model's encoder, and its quantizer."""
+
+    def __init__(self, model: NeuralCodec) -> None:
+        self._encoder = copy.deepcopy(model.encoder)
+        self._quantizer = model.quantizer
+        self._stream = streaming(self._encoder)
+        self._stream.__enter__()
+
+    @torch.inference_mode()
+    def __call__(self, frame: np.ndarray, num_codebooks: int) -> np.ndarray:
+        latent = self._encoder(torch.from_numpy(frame)[None, None, :])
+        return self._quantizer.encode(latent, num_codebooks)[0, :, 0].numpy()
+
+
+class TorchDecoderCore:
+    """The reference decoder core: a streaming copy of the model's decoder."""
+
+    def __init__(self, model: NeuralCodec) -> None:
+        self._model = model
+        self._decoder = copy.deepcopy(model.decoder)
+        self._stream = streaming(self._decoder)
+        self._stream.__enter__()
+
+    @torch.inference_mode()
+    def __call__(self, codes: np.ndarray | None) -> np.ndarray:
+        return self._decoder(self._latent(codes))[0, 0].clamp(-1, 1).numpy()
+
+    def _latent(self, codes: np.ndarray | None) -> torch.Tensor:
+        """codes [k] or None -> latent [1, latent_dim, 1]."""
+        if codes is None or len(codes) == 0:
+            blank = torch.zeros(1, self._model.config.latent_dim, 1)
+            return self._model.mark_lost(blank, torch.ones(1, 1, dtype=torch.bool))
+        return self._model.quantizer.decode(torch.from_numpy(codes.astype(np.int64))[None, :, None])
 
 
 class RtcStreamEncoder:
-    """One 20 ms frame in, one packet out. Owns a copy of the encoder, so streams are independent.
+    """One 20 ms frame in, one packet out.
 
     With `redundancy` R > 0, each packet also carries the first `redundant_codebooks` codes of the
     R frames before it, so that a receiver can rebuild a lost frame at a coarse bitrate.
@@ -94,18 +142,16 @@ class RtcStreamEncoder:
 
     name = NAME
 
-    def __init__(self, model: NeuralCodec, kbps: float, redundancy: int = 0, redundant_codebooks: int = 3) -> None:
+    def __init__(self, core: EncoderCore, config: CodecConfig, kbps: float, redundancy: int = 0,
+                 redundant_codebooks: int = 3) -> None:
         if not 0 <= redundancy <= MAX_REDUNDANT_FRAMES:
             raise ValueError(f"redundancy must be 0..{MAX_REDUNDANT_FRAMES} frames, got {redundancy}")
-        self._encoder = copy.deepcopy(model.encoder)
-        self._quantizer = model.quantizer
-        self._config = model.config
-        self._num_codebooks = model.config.codebooks_for_kbps(kbps)
+        self._core = core
+        self._config = config
+        self._num_codebooks = config.codebooks_for_kbps(kbps)
         self._redundant_codebooks = min(redundant_codebooks, self._num_codebooks)
         self._history: deque[np.ndarray] = deque(maxlen=redundancy)
         self._seq = 0
-        self._stream = streaming(self._encoder)
-        self._stream.__enter__()
 
     @property
     def kbps(self) -> float:
@@ -121,11 +167,9 @@ class RtcStreamEncoder:
         """Change the bitrate from the next packet on."""
         self._num_codebooks = self._config.codebooks_for_kbps(kbps)
 
-    @torch.inference_mode()
     def push(self, frame: np.ndarray) -> bytes:
         """float32 [FRAME_SAMPLES] -> one serialised packet."""
-        latent = self._encoder(_as_frame(frame))
-        codes = self._quantizer.encode(latent, self._num_codebooks)[0, :, 0].numpy()
+        codes = self._core(np.clip(checked_frame(frame), -1.0, 1.0), self._num_codebooks)
         packet = Packet(seq=self._seq, codes=codes, redundancy=tuple(self._history))
         if self._history.maxlen:
             self._history.appendleft(codes[: self._redundant_codebooks])
@@ -134,38 +178,22 @@ class RtcStreamEncoder:
 
 
 class RtcStreamDecoder:
-    """One packet (or None for a lost frame) in, 20 ms of audio out. Owns a copy of the decoder."""
+    """One packet (or None for a lost frame) in, 20 ms of audio out."""
 
-    def __init__(self, model: NeuralCodec) -> None:
-        self._model = model
-        self._decoder = copy.deepcopy(model.decoder)
-        self._stream = streaming(self._decoder)
-        self._stream.__enter__()
+    def __init__(self, core: DecoderCore) -> None:
+        self._core = core
 
-    @torch.inference_mode()
     def push(self, packet: Packet | None, following: Packet | None = None) -> np.ndarray:
         """Decode one frame -> float32 [FRAME_SAMPLES] in [-1, 1].
 
         A lost frame is rebuilt from the coarse codes that `following` carries for it (redundancy)
         when it has them; otherwise the decoder conceals it from the "lost" marker.
         """
-        codes = packet.codes if packet is not None else _redundant_codes(following)
-        latent = self._latent(codes)
-        return self._decoder(latent)[0, 0].clamp(-1, 1).numpy()
-
-    def _latent(self, codes: np.ndarray | None) -> torch.Tensor:
-        """codes [k] or None -> latent [1, latent_dim, 1]."""
-        if codes is None or len(codes) == 0:
-            blank = torch.zeros(1, self._model.config.latent_dim, 1)
-            return self._model.mark_lost(blank, torch.ones(1, 1, dtype=torch.bool))
-        return self._model.quantizer.decode(torch.from_numpy(codes.astype(np.int64))[None, :, None])
-
-
-def _redundant_codes(following: Packet | None) -> np.ndarray | None:
-    """The coarse codes of the frame before `following`, if it carries them."""
-    if following is None or not following.redundancy:
-        return None
-    return following.redundancy[0]
+        if packet is not None:
+            return self._core(packet.codes)
+        if following is not None and following.redundancy:
+            return self._core(following.redundancy[0])
+        return self._core(None)
 
 
 def load(path: str | Path | None = None) -> Codec:

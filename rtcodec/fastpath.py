@@ -28,9 +28,8 @@ default model, of which a frame reads 24 rows). Folding project_in into the code
 normalised entries of the k stages and applies all their project_outs as one mat-vec.
 
 Results equal the reference up to float rounding (summation order): audio within ~1e-6, and the
-same codes except where two entries tie to ~1e-6 in cosine. `FastStreamEncoder` /
-`FastStreamDecoder` take the same arguments and behave like `RtcStreamEncoder` /
-`RtcStreamDecoder`. Numpy's BLAS follows OMP_NUM_THREADS / OPENBLAS_NUM_THREADS, not
+same codes except where two entries tie to ~1e-6 in cosine. `FastEncoderCore` /
+`FastDecoderCore` are the cores that `rtcodec.codec.Codec` streams run on by default. Numpy's BLAS follows OMP_NUM_THREADS / OPENBLAS_NUM_THREADS, not
 `torch.set_num_threads`.
 """
 
@@ -38,7 +37,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -46,15 +44,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rtcodec.audio import checked_frame
-from rtcodec.bitstream import MAX_REDUNDANT_FRAMES, SEQ_MODULO, Packet
-from rtcodec.config import FRAME_SAMPLES, kbps_for_codebooks
+from rtcodec.config import FRAME_SAMPLES
 from rtcodec.model import NeuralCodec
 from rtcodec.modules.conv import StreamingConv1d, StreamingConvTranspose1d
 from rtcodec.modules.seanet import ResidualUnit, RmsNorm
 from rtcodec.quantization import ABSENT, ResidualVectorQuantizer
 
-NAME = "rtcodec"
 _MIN_WINDOWS = 4
 """A sliding window advances through at least this many frames before it shifts its history."""
 
@@ -473,65 +468,3 @@ class FastDecoderCore:
             self.dequantize(np.asarray(codes, dtype=np.int64), self.latent)
         audio = _run(self.kernels, self.latent.reshape(1, -1))
         return np.clip(audio.reshape(-1), -1.0, 1.0)
-
-
-class FastStreamEncoder:
-    """Drop-in for `RtcStreamEncoder` on the fast path: one 20 ms frame in, one packet out.
-
-    With `redundancy` R > 0, each packet also carries the first `redundant_codebooks` codes of the
-    R frames before it, so that a receiver can rebuild a lost frame at a coarse bitrate.
-    """
-
-    name = NAME
-
-    def __init__(self, model: NeuralCodec, kbps: float, redundancy: int = 0, redundant_codebooks: int = 3) -> None:
-        if not 0 <= redundancy <= MAX_REDUNDANT_FRAMES:
-            raise ValueError(f"redundancy must be 0..{MAX_REDUNDANT_FRAMES} frames, got {redundancy}")
-        self._config = model.config
-        self._num_codebooks = model.config.codebooks_for_kbps(kbps)
-        self._redundant_codebooks = min(redundant_codebooks, self._num_codebooks)
-        self._history: deque[np.ndarray] = deque(maxlen=redundancy)
-        self._seq = 0
-        self._core = FastEncoderCore(model)
-
-    @property
-    def kbps(self) -> float:
-        """Bitrate of this frame's codes alone."""
-        return kbps_for_codebooks(self._num_codebooks)
-
-    @property
-    def total_kbps(self) -> float:
-        """Bitrate of the codes including redundancy (headers excluded)."""
-        return kbps_for_codebooks(self._num_codebooks + self._history.maxlen * self._redundant_codebooks)
-
-    def set_kbps(self, kbps: float) -> None:
-        """Change the bitrate from the next packet on."""
-        self._num_codebooks = self._config.codebooks_for_kbps(kbps)
-
-    def push(self, frame: np.ndarray) -> bytes:
-        """float32 [FRAME_SAMPLES] -> one serialised packet."""
-        codes = self._core(np.clip(checked_frame(frame), -1.0, 1.0), self._num_codebooks)
-        packet = Packet(seq=self._seq, codes=codes, redundancy=tuple(self._history))
-        if self._history.maxlen:
-            self._history.appendleft(codes[: self._redundant_codebooks])
-        self._seq = (self._seq + 1) % SEQ_MODULO
-        return packet.to_bytes()
-
-
-class FastStreamDecoder:
-    """Drop-in for `RtcStreamDecoder` on the fast path: one packet (or None) in, 20 ms of audio out."""
-
-    def __init__(self, model: NeuralCodec) -> None:
-        self._core = FastDecoderCore(model)
-
-    def push(self, packet: Packet | None, following: Packet | None = None) -> np.ndarray:
-        """Decode one frame -> float32 [FRAME_SAMPLES] in [-1, 1].
-
-        A lost frame is rebuilt from the coarse codes that `following` carries for it (redundancy)
-        when it has them; otherwise the decoder conceals it from the "lost" marker.
-        """
-        if packet is not None:
-            return self._core(packet.codes)
-        if following is None or not following.redundancy:
-            return self._core(None)
-        return self._core(following.redundancy[0])

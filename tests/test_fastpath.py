@@ -14,9 +14,9 @@ from torch import nn
 
 from rtcodec.audio import default_speech, frames
 from rtcodec.bitstream import Packet
-from rtcodec.codec import RtcStreamDecoder, RtcStreamEncoder, untrained
+from rtcodec.codec import Codec, RtcStreamDecoder, RtcStreamEncoder, untrained
 from rtcodec.config import FRAME_SAMPLES, CodecConfig, ConfigError
-from rtcodec.fastpath import FastDecoderCore, FastStreamDecoder, FastStreamEncoder
+from rtcodec.fastpath import FastDecoderCore
 from rtcodec.model import NeuralCodec
 from rtcodec.quantization import ABSENT
 from rtcodec.streaming import streaming
@@ -56,6 +56,14 @@ def _record_latents(model: NeuralCodec, monkeypatch: pytest.MonkeyPatch) -> list
     return latents
 
 
+def _encoder(model: NeuralCodec, kbps: float, fast: bool, **options: int) -> RtcStreamEncoder:
+    return Codec(model).stream_encoder(kbps, fast=fast, **options)
+
+
+def _decoder(model: NeuralCodec, fast: bool) -> RtcStreamDecoder:
+    return Codec(model).stream_decoder(fast=fast)
+
+
 @torch.inference_mode()
 def _differs_at_tie(model: NeuralCodec, latent: torch.Tensor, expected: np.ndarray, got: np.ndarray) -> bool:
     """False if the codes are equal; True if they first differ at a stage where the reference's
@@ -86,8 +94,8 @@ def test_fast_stream_matches_reference(name: str, monkeypatch: pytest.MonkeyPatc
         model.lost_embedding.normal_()  # trained, it is not zero
     latents = _record_latents(model, monkeypatch)
     rng = np.random.default_rng(0)
-    reference = RtcStreamEncoder(model, rates[-1], redundancy=REDUNDANCY)
-    fast = FastStreamEncoder(model, rates[-1], redundancy=REDUNDANCY)
+    reference = _encoder(model, rates[-1], fast=False, redundancy=REDUNDANCY)
+    fast = _encoder(model, rates[-1], fast=True, redundancy=REDUNDANCY)
     assert (fast.kbps, fast.total_kbps) == (reference.kbps, reference.total_kbps)
 
     packets: list[Packet] = []
@@ -108,7 +116,7 @@ def test_fast_stream_matches_reference(name: str, monkeypatch: pytest.MonkeyPatc
     assert ties <= len(packets) // 50, f"{ties} ties in {len(packets)} frames"
     assert len({len(p.codes) for p in packets}) == len(rates)
 
-    reference_decoder, fast_decoder = RtcStreamDecoder(model), FastStreamDecoder(model)
+    reference_decoder, fast_decoder = _decoder(model, fast=False), _decoder(model, fast=True)
     worst, lost = 0.0, 0
     for i, packet in enumerate(packets):
         following = packets[i + 1] if i + 1 < len(packets) else None
@@ -140,19 +148,19 @@ def test_decoder_core_skips_absent_codebooks() -> None:
 
 def test_same_errors_as_reference() -> None:
     model = untrained(CONFIGS["small"]).model
-    for make in (RtcStreamEncoder, FastStreamEncoder):
+    for fast in (False, True):
         with pytest.raises(ValueError, match="redundancy"):
-            make(model, 6.0, redundancy=4)
+            _encoder(model, 6.0, fast, redundancy=4)
         with pytest.raises(ConfigError):
-            make(model, 7.0)
-        encoder = make(model, 6.0, redundancy=1, redundant_codebooks=3)
+            _encoder(model, 6.2, fast)
+        encoder = _encoder(model, 6.0, fast, redundancy=1, redundant_codebooks=3)
         assert (encoder.name, encoder.kbps, encoder.total_kbps) == ("rtcodec", 6.0, 7.5)
         with pytest.raises(ConfigError):
             encoder.set_kbps(0.25)
         with pytest.raises(ValueError, match="shape"):
             encoder.push(np.zeros(FRAME_SAMPLES - 1, dtype=np.float32))
     too_many = Packet(seq=0, codes=np.zeros(model.config.num_codebooks + 1, dtype=np.int64))
-    for decoder in (RtcStreamDecoder(model), FastStreamDecoder(model)):
+    for decoder in (_decoder(model, fast=False), _decoder(model, fast=True)):
         with pytest.raises(ValueError, match="codebooks given"):
             decoder.push(too_many)
 
@@ -160,11 +168,11 @@ def test_same_errors_as_reference() -> None:
 def test_weights_are_frozen_at_construction() -> None:
     model = untrained(CONFIGS["small"]).model
     original = copy.deepcopy(model)
-    fast_encoder, fast_decoder = FastStreamEncoder(model, 6.0), FastStreamDecoder(model)
+    fast_encoder, fast_decoder = _encoder(model, 6.0, fast=True), _decoder(model, fast=True)
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(1.0)
-    reference_encoder, reference_decoder = RtcStreamEncoder(original, 6.0), RtcStreamDecoder(original)
+    reference_encoder, reference_decoder = _encoder(original, 6.0, fast=False), _decoder(original, fast=False)
     for frame in _speech(0.2):
         packet = reference_encoder.push(frame)
         assert fast_encoder.push(frame) == packet
@@ -176,4 +184,4 @@ def test_unknown_layer_is_refused() -> None:
     model = untrained(CONFIGS["small"]).model
     model.decoder.layers[-2] = nn.GELU()
     with pytest.raises(TypeError, match="GELU"):
-        FastStreamDecoder(model)
+        FastDecoderCore(model)

@@ -262,8 +262,10 @@ class Link:
     """One stream of packets through a `Network`: stateful (burst state, bandwidth queue)."""
 
     def __init__(self, network: Network, seed: int | np.random.SeedSequence = 0) -> None:
-        sequence = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-        rngs = dict(zip(_STREAMS, map(np.random.default_rng, sequence.spawn(len(_STREAMS))), strict=True))
+        if not isinstance(seed, np.random.SeedSequence):
+            seed = np.random.SeedSequence(seed)
+        streams = map(np.random.default_rng, seed.spawn(len(_STREAMS)))
+        rngs = dict(zip(_STREAMS, streams, strict=True))
         self.network = network
         self.counters = LinkCounters()
         self._lost = network.loss.start(rngs["loss"])

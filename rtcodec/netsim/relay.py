@@ -211,8 +211,9 @@ class ImpairmentRelay:
             return
         sender = _other(endpoint.side)
         loop = asyncio.get_running_loop()
+        target = endpoint.address
         for arrival in self._links[sender].send(loop.time() - self._epoch, len(data)):
-            loop.call_at(self._epoch + arrival, self._deliver, sender, source, data, endpoint.address)
+            loop.call_at(self._epoch + arrival, self._deliver, sender, source, data, target)
 
     def _deliver(self, sender: Side, source: Address, data: bytes, target: Address) -> None:
         if not self._closed:
@@ -251,7 +252,8 @@ class _Candidate:
     def parse(cls, line: str) -> _Candidate:
         fields = line.removeprefix("a=").removeprefix("candidate:").split()
         try:
-            return cls(fields[0], fields[1], fields[2].lower(), int(fields[3]), fields[4], int(fields[5]))
+            foundation, component, transport, priority, host, port = fields[:6]
+            return cls(foundation, component, transport.lower(), int(priority), host, int(port))
         except (IndexError, ValueError):
             raise RelayError(f"malformed candidate line in the SDP: {line!r}") from None
 

@@ -9,9 +9,10 @@ Frame i is captured and sent at i x 20 ms. Two playouts:
 - `AdaptivePlayout` (default): the call engine's own `JitterBuffer`: each copy is `put` at its
   arrival time, and a playout clock, out of phase with the send clock, pops one frame every
   20 ms while the buffer is playing, as `Session` does. The stream ends (as a bye arriving after
-  the last packet would end it) once every copy has arrived and the last frame has been sent. The buffer holds the playout index when it runs dry (the delay grows and a
-  concealed frame is inserted) and skips frames to shrink the delay again, so the received audio
-  can be longer or shorter than the sent audio, and starts at the first packet that arrived.
+  the last packet would end it) once every copy has arrived and the last frame has been sent.
+  The buffer holds the playout index when it runs dry (the delay grows and a concealed frame is
+  inserted) and skips frames to shrink the delay again, so the received audio can be longer or
+  shorter than the sent audio, and starts at the first packet that arrived.
 - `FixedPlayout`: frame i plays at i x 20 ms + `delay_ms`, with the packet if it has arrived by
   then (else it is concealed, or rebuilt from the next packet if that has arrived). Nothing is
   stretched or skipped: the received audio is exactly as long as the sent frames and in step
@@ -32,7 +33,7 @@ from rtcodec.config import FRAME_RATE, FRAME_SAMPLES
 from rtcodec.netsim.fec import rebuilds_previous
 from rtcodec.netsim.models import LinkCounters, Network
 from rtcodec.protocols import StreamDecoder, StreamEncoder
-from rtcodec.transport.jitter import FRAME_SECONDS, JitterBuffer, PutResult
+from rtcodec.transport.jitter import FRAME_SECONDS, JitterBuffer
 
 TICK_PHASE: Final = 0.37
 """Adaptive playout ticks fall this fraction of a frame after the send clock's: an odd phase, so
