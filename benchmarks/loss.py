@@ -156,14 +156,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     weights.add_argument("--untrained", action="store_true",
                          help="random rtcodec weights of the default size (for timing the run)")
     parser.add_argument("--losses", nargs="+", type=float, default=list(LOSSES), metavar="PCT",
-                        help=f"average losses in percent (default: {' '.join(map('{:g}'.format, LOSSES))})")
+                        help="average losses in percent (default: "
+                             f"{' '.join(map('{:g}'.format, LOSSES))})")
     parser.add_argument("--patterns", nargs="+", choices=tuple(PATTERNS), default=list(PATTERNS),
                         help="loss patterns (default: all)")
     parser.add_argument("--points", nargs="+", type=_point, metavar="PATTERN:PCT",
                         help="run only these points, e.g. ge2:10 random:20 (instead of every "
                              "pattern at every loss)")
     parser.add_argument("--redundancy", nargs="+", type=int, default=list(REDUNDANCY),
-                        metavar="N", help="rtcodec redundant frames per packet, besides none (default: 1 2)")
+                        metavar="N",
+                        help="rtcodec redundant frames per packet, besides none (default: 1 2)")
     parser.add_argument("--opus-kbps", nargs="+", type=float, default=list(OPUS_KBPS),
                         metavar="KBPS", help="Opus bitrates (default: 9 16 24)")
     parser.add_argument("--playout-delay", type=float, default=PLAYOUT_DELAY_MS, metavar="MS",
@@ -184,10 +186,12 @@ def _point(text: str) -> Point:
     try:
         value = float(loss)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected PATTERN:PCT such as ge2:10, got '{text}'") from None
+        raise argparse.ArgumentTypeError(f"expected PATTERN:PCT such as ge2:10, got '{text}'") \
+            from None
     if pattern not in PATTERNS or not 0 <= value < 100:
         raise argparse.ArgumentTypeError(
-            f"expected PATTERN:PCT with PATTERN in {', '.join(PATTERNS)} and 0 <= PCT < 100, got '{text}'"
+            f"expected PATTERN:PCT with PATTERN in {', '.join(PATTERNS)} and 0 <= PCT < 100, "
+            f"got '{text}'"
         )
     return Point(pattern if value else "random", value)
 
@@ -316,7 +320,9 @@ def _safely(metric: Callable[[np.ndarray, np.ndarray], float], *audio: np.ndarra
         return None
 
 
-def summarize(condition: LossCondition, grid: list[Point], results: dict[tuple[str, str], list[Entry]]) -> Entry:
+def summarize(
+    condition: LossCondition, grid: list[Point], results: dict[tuple[str, str], list[Entry]]
+) -> Entry:
     summaries = [_point_summary(point, results[(condition.label, point.label)]) for point in grid]
     return {
         "label": condition.label,
@@ -372,12 +378,15 @@ def target_check(summaries: list[Entry]) -> Entry | None:
         met = all(values["rtcodec"] is not None and values["opus"] is not None
                   and values["rtcodec"] >= values["opus"] for values in comparison.values())
         verdicts.append({"rtcodec": summary["label"], "codes_kbps": summary["codes_kbps"],
-                         "kbps_payload": ours["kbps_payload"], "opus_kbps_payload": theirs["kbps_payload"],
+                         "kbps_payload": ours["kbps_payload"],
+                         "opus_kbps_payload": theirs["kbps_payload"],
                          "metrics": comparison, "met": met})
     return {"point": Point(*TARGET_POINT).label, "opus": TARGET_OPUS, "verdicts": verdicts}
 
 
-def report(args: argparse.Namespace, references: list[Entry], grid: list[Point], summaries: list[Entry]) -> None:
+def report(
+    args: argparse.Namespace, references: list[Entry], grid: list[Point], summaries: list[Entry]
+) -> None:
     data = {
         "settings": {
             "data": str(args.data),
@@ -388,7 +397,10 @@ def report(args: argparse.Namespace, references: list[Entry], grid: list[Point],
             "seed": args.seed,
             "points": [point.label for point in grid],
         },
-        "reference": {"plcmos": mean([entry["plcmos"] for entry in references]), "files": references},
+        "reference": {
+            "plcmos": mean([entry["plcmos"] for entry in references]),
+            "files": references,
+        },
         "conditions": summaries,
         "target": target_check(summaries),
     }
@@ -450,13 +462,14 @@ def _cell(point: Entry) -> str:
 def _target_lines(target: Entry | None) -> list[str]:
     if target is None:
         return []
-    rows = [
-        [verdict["rtcodec"], number(verdict["codes_kbps"]), number(verdict["kbps_payload"]),
-         number(verdict["metrics"]["pesq_wb"]["rtcodec"]), number(verdict["metrics"]["pesq_wb"]["opus"]),
-         number(verdict["metrics"]["plcmos"]["rtcodec"]), number(verdict["metrics"]["plcmos"]["opus"]),
-         "met" if verdict["met"] else "not met"]
-        for verdict in target["verdicts"]
-    ]
+    rows = []
+    for verdict in target["verdicts"]:
+        pesq, plcmos = verdict["metrics"]["pesq_wb"], verdict["metrics"]["plcmos"]
+        rows.append([
+            verdict["rtcodec"], number(verdict["codes_kbps"]), number(verdict["kbps_payload"]),
+            number(pesq["rtcodec"]), number(pesq["opus"]), number(plcmos["rtcodec"]),
+            number(plcmos["opus"]), "met" if verdict["met"] else "not met",
+        ])
     return [
         f"## Target: at {target['point']}, rtcodec 6 kbps + redundancy (<= {MAX_CODES_KBPS:g} kbps "
         f"of codes) scores at least {target['opus']} on PESQ-WB and PLCMOS\n",
@@ -482,7 +495,8 @@ def plot(data: Entry) -> Figure:
                 if points:
                     axis.plot(*zip(*points, strict=True), **_style(summary), label=summary["label"])
             if metric == "plcmos" and data["reference"]["plcmos"] is not None:
-                axis.axhline(data["reference"]["plcmos"], color="gray", linestyle=":", label="uncoded")
+                axis.axhline(data["reference"]["plcmos"], color="gray", linestyle=":",
+                             label="uncoded")
             axis.set(xlabel="packet loss (%)", ylabel=METRIC_FORMATS[metric][0])
             if row == 0:
                 axis.set_title(PATTERN_TITLES[pattern])
@@ -493,7 +507,8 @@ def plot(data: Entry) -> Figure:
 
 
 def _style(summary: Entry) -> dict[str, Any]:
-    """rtcodec in blue shades, Opus in orange shades; dashed = no recovery, solid = redundancy/FEC."""
+    """rtcodec in blue, Opus in orange, lighter for less; dashed: no recovery, solid: redundancy
+    or FEC."""
     label = summary["label"]
     recovers = "redundancy" in label or "FEC" in label
     if summary["codec"] == "rtcodec":

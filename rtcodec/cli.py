@@ -75,7 +75,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     model = CodecConfig.load(args.model_config) if args.model_config else CodecConfig()
     config = TrainConfig(data=tuple(args.data), noise=tuple(args.noise), dev=tuple(args.dev), model=model,
                          run_dir=args.run_dir, batch_size=args.batch_size, crop_seconds=args.crop_seconds,
-                         max_minutes=args.max_minutes, max_steps=args.max_steps, seed=args.seed)
+                         max_minutes=args.max_minutes, max_steps=args.max_steps, seed=args.seed,
+                         init_from=str(args.init_from) if args.init_from else None)
     run_dir = train(config)
     print(f"training stopped; checkpoint in {run_dir}, best weights in {run_dir / 'best'}")
 
@@ -196,6 +197,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--max-minutes", type=float)
     train.add_argument("--max-steps", type=int)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--init-from", type=Path,
+                       help="start from a release folder (e.g. rtcodec/weights) when RUN_DIR has no checkpoint")
     train.set_defaults(run=cmd_train)
 
     for sub in (encode, decode):
@@ -227,7 +230,7 @@ def _parser() -> argparse.ArgumentParser:
                           help="bursty (Gilbert-Elliott) loss with this mean burst length in packets "
                                "(default: independent losses)")
     simulate.add_argument("--jitter", type=float, default=0.0, metavar="MS", help="delay jitter (standard deviation)")
-    simulate.add_argument("--delay", type=float, default=40.0, metavar="MS", help="mean one-way delay (default 40)")
+    simulate.add_argument("--delay", type=float, default=40.0, metavar="MS", help="base one-way delay (default 40)")
     simulate.add_argument("--trace", type=Path, metavar="CSV",
                           help="replay losses and delays from a trace (format: rtcodec.netsim.trace)")
     simulate.add_argument("--playout-delay", type=float, metavar="MS",

@@ -19,7 +19,7 @@ from rtcodec.config import CodecConfig
 
 ABSENT = -1
 """Code value meaning "this codebook is not in this frame" (a lower bitrate for that frame)."""
-USAGE_DECAY = 0.99
+USAGE_DECAY = 0.95
 DEAD_USAGE = 0.02
 """A code whose decayed use per batch falls below this is restarted."""
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import torch
 
 from rtcodec.config import SAMPLE_RATE, CodecConfig
 from rtcodec.model import NeuralCodec
@@ -82,3 +83,15 @@ def test_two_process_ddp(speech_folder: Path, tmp_path: Path) -> None:
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "ddp" / "checkpoint.pt").is_file()
+
+
+def test_a_release_restarts_training(speech_folder: Path, tmp_path: Path) -> None:
+    first = Trainer(_config(speech_folder, tmp_path / "first", max_steps=2))
+    first.run()
+    release = tmp_path / "first" / RELEASE_DIR
+    assert (release / "discriminator.safetensors").is_file()
+    second = Trainer(_config(speech_folder, tmp_path / "second", init_from=str(release)))
+    assert second.step == 2
+    for name, tensor in first.model.state_dict().items():
+        assert torch.allclose(second.model.state_dict()[name].float(), tensor.float(), rtol=1e-2, atol=1e-3)
+    assert np.isfinite(second.train_step().values["total"])

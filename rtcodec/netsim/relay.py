@@ -3,6 +3,11 @@
 Kernel netem is not available everywhere (containers, CI, laptops), so the relay does it in user
 space, under everything a call sends: ICE checks, DTLS, SCTP and the packets themselves.
 
+    async with ImpairmentRelay(Network(loss=Bernoulli(0.1), delay=Delay(30, 10)), seed=1) as relay:
+        caller = Peer(rewrite_sdp=relay.advertise("a"))
+        callee = Peer(rewrite_sdp=relay.advertise("b"))
+        # signal as usual (listen / connect), then run a Session on each peer
+
 How the peers end up talking through it: each peer's SDP passes through `advertise(side)` on its
 way to signalling (`Peer(rewrite_sdp=relay.advertise("a"))`), which notes the peer's own IPv4 UDP
 candidate and replaces all its candidates by one: the relay's public socket for that side. Side

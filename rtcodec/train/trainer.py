@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
 
 from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE, CodecConfig
@@ -32,6 +33,8 @@ from rtcodec.train.losses import MultiResolutionStftLoss, MultiScaleMelLoss
 RELEASE_DIR = "best"
 """Subfolder of the run where the weights with the best dev PESQ at 6 kbps are exported."""
 SELECTION_METRIC = "pesq@6"
+DISCRIMINATOR_FILE = "discriminator.safetensors"
+"""Saved beside a release so that training can resume from it (`init_from`); never shipped."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,8 @@ class TrainConfig:
     eval_minutes: float = 20.0
     eval_clips: int = 12
     seed: int = 0
+    init_from: str | None = None
+    """A released model folder to start from when `run_dir` has no checkpoint (see `export`)."""
 
     def to_json(self) -> str:
         raw = asdict(self)
@@ -221,6 +226,8 @@ class Trainer:
     def _resume(self) -> None:
         state = load_checkpoint(self.run_dir)
         if state is None:
+            if self.config.init_from:
+                self._start_from_release(Path(self.config.init_from))
             return
         if CodecConfig.from_json(state["model_config"]) != self.config.model:
             raise ValueError(f"checkpoint in {self.run_dir} was trained with another model config")
@@ -232,6 +239,18 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.sampler.rng.bit_generator.state = json.loads(state["sampler_rng"])
         self._log(f"resumed from step {self.step}")
+
+    def _start_from_release(self, folder: Path) -> None:
+        """Weights (and the discriminator, if saved) of a release; fresh optimisers."""
+        release = NeuralCodec.load(folder)
+        if replace(release.config, model_id=self.config.model.model_id, extra={}) != self.config.model:
+            raise ValueError(f"{folder} holds another model architecture than the one configured")
+        self.model.load_state_dict(release.state_dict())
+        if (folder / DISCRIMINATOR_FILE).is_file():
+            self.discriminator.load_state_dict(load_file(str(folder / DISCRIMINATOR_FILE)))
+        self.step = int(release.config.extra.get("steps", 0))
+        self.best = release.config.extra.get("dev_metrics", {}).get(SELECTION_METRIC)
+        self._log(f"started from the release in {folder} (step {self.step})")
 
     def save(self) -> None:
         if self.rank == 0:
@@ -258,6 +277,8 @@ class Trainer:
         release = NeuralCodec(replace(self.config.model, model_id=f"rtcodec-{self.step}", extra=provenance))
         release.load_state_dict(self.model.state_dict())
         release.save(self.run_dir / RELEASE_DIR, dtype=torch.float16)
+        half = {name: t.detach().cpu().half() for name, t in self.discriminator.state_dict().items()}
+        save_file(half, str(self.run_dir / RELEASE_DIR / DISCRIMINATOR_FILE))
         self._log(f"new best {SELECTION_METRIC} {self.best:.3f}: exported {self.run_dir / RELEASE_DIR}")
 
     # -- the loop ---------------------------------------------------------------------------------

@@ -13,7 +13,15 @@ import soundfile
 from rtcodec.audio import FileSource, WavFileSink, default_speech
 from rtcodec.bitstream import Packet
 from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE
-from rtcodec.netsim import Bernoulli, Delay, FixedPlayout, ImpairmentRelay, Network, RelayError, simulate
+from rtcodec.netsim import (
+    Bernoulli,
+    Delay,
+    FixedPlayout,
+    ImpairmentRelay,
+    Network,
+    RelayError,
+    simulate,
+)
 from rtcodec.opus import OpusStreamDecoder, OpusStreamEncoder
 from rtcodec.transport import CallStats, CodecChoice, Peer, Session, connect, listen
 
@@ -68,7 +76,8 @@ def sdp_for(*candidates: tuple[str, int]) -> str:
 def test_the_advertised_sdp_names_only_the_relay() -> None:
     async def rewrite() -> tuple[str, Address]:
         async with ImpairmentRelay(Network()) as relay:
-            return relay.advertise("a")(sdp_for(("127.0.0.1", 5000), ("127.0.0.1", 5002))), relay.address("a")
+            sdp = relay.advertise("a")(sdp_for(("127.0.0.1", 5000), ("127.0.0.1", 5002)))
+            return sdp, relay.address("a")
 
     sdp, (host, port) = asyncio.run(rewrite())
     candidates = [line for line in sdp.split("\r\n") if line.startswith("a=candidate")]
@@ -156,13 +165,15 @@ def clicks(received: np.ndarray, concealed: np.ndarray, reference: float) -> lis
     boundaries = np.arange(1, len(concealed)) * FRAME_SAMPLES
     steps = np.abs(received[boundaries] - received[boundaries - 1])
     touched = concealed[1:] | concealed[:-1]
-    return [int(b) for b, step, near in zip(boundaries, steps, touched, strict=True) if near and step > reference]
+    return [int(b) for b, step, near in zip(boundaries, steps, touched, strict=True)
+            if near and step > reference]
 
 
 def silent_gaps(received: np.ndarray, concealed: np.ndarray) -> list[int]:
     """Concealed frames right after a played speech frame that fall (nearly) silent."""
     rms = np.sqrt((received.reshape(-1, FRAME_SAMPLES).astype(np.float64) ** 2).mean(axis=1))
-    after_speech = [i for i in range(1, len(concealed)) if concealed[i] and not concealed[i - 1] and rms[i - 1] > 0.02]
+    after_speech = [i for i in range(1, len(concealed))
+                    if concealed[i] and not concealed[i - 1] and rms[i - 1] > 0.02]
     return [i for i in after_speech if rms[i] < 0.05 * rms[i - 1]]
 
 

@@ -26,6 +26,7 @@ from rtcodec.netsim import (
     opus_has_fec,
     simulate,
 )
+from rtcodec.netsim.simulate import Playout, SimulationStats
 from rtcodec.opus import OpusStreamDecoder, OpusStreamEncoder
 
 SECONDS = 3.0
@@ -44,8 +45,12 @@ def tiny() -> Codec:
     return untrained(TINY)
 
 
-def opus_run(speech: np.ndarray, network: Network, seed: int = 0, **options: object):  # type: ignore[no-untyped-def]
-    return simulate(speech, OpusStreamEncoder(16), OpusStreamDecoder(), network, seed=seed, **options)
+def opus_run(
+    speech: np.ndarray, network: Network, seed: int = 0, playout: Playout | None = None
+) -> tuple[np.ndarray, SimulationStats]:
+    """16 kbps Opus through `network`."""
+    encoder, decoder = OpusStreamEncoder(16), OpusStreamDecoder()
+    return simulate(speech, encoder, decoder, network, seed=seed, playout=playout)
 
 
 def test_the_same_seed_gives_the_same_result_bit_for_bit(speech: np.ndarray) -> None:
@@ -237,7 +242,9 @@ def test_cli_simulate_rtcodec_with_redundancy_and_fixed_playout(
     assert total == pytest.approx((5 + 15 + 2 * 5) * 8 * 50 / 1000, rel=0.01)
 
 
-def test_cli_simulate_replays_a_trace(speech_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_simulate_replays_a_trace(
+    speech_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     trace = tmp_path / "trace.csv"
     trace.write_text("seq,lost,delay_ms\n0,0,20\n1,1,\n2,0,20\n3,0,20\n")
     assert main(["simulate", str(speech_file), str(tmp_path / "o.wav"), "--codec", "opus",
