@@ -483,6 +483,7 @@ def plot(data: Entry) -> Figure:
     patterns = list(dict.fromkeys(point["pattern"] for point in data["conditions"][0]["points"]
                                   if point["loss"] > 0)) or ["random"]
     figure, axes = new_figure(len(patterns), width=5.0, height=3.6, rows=len(METRICS))
+    highest = max(point["loss"] for point in data["conditions"][0]["points"])
     for row, metric in enumerate(METRICS):
         for column, pattern in enumerate(patterns):
             axis = axes[row * len(patterns) + column]
@@ -497,7 +498,8 @@ def plot(data: Entry) -> Figure:
             if metric == "plcmos" and data["reference"]["plcmos"] is not None:
                 axis.axhline(data["reference"]["plcmos"], color="gray", linestyle=":",
                              label="uncoded")
-            axis.set(xlabel="packet loss (%)", ylabel=METRIC_FORMATS[metric][0])
+            axis.set(xlabel="packet loss (%)", ylabel=METRIC_FORMATS[metric][0],
+                     xlim=(-1, highest + 2))
             if row == 0:
                 axis.set_title(PATTERN_TITLES[pattern])
             axis.grid(alpha=0.3)

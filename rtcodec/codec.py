@@ -94,7 +94,8 @@ class Codec:
 
     def stream_decoder(self, fast: bool = True) -> RtcStreamDecoder:
         """A streaming decoder: the numpy fast path, or with `fast=False` the PyTorch modules."""
-        return RtcStreamDecoder(FastDecoderCore(self.model) if fast else TorchDecoderCore(self.model))
+        core = FastDecoderCore(self.model) if fast else TorchDecoderCore(self.model)
+        return RtcStreamDecoder(core, self.config.num_codebooks)
 
 
 class TorchEncoderCore:
@@ -178,10 +179,23 @@ class RtcStreamEncoder:
 
 
 class RtcStreamDecoder:
-    """One packet (or None for a lost frame) in, 20 ms of audio out."""
+    """One packet (or None for a lost frame) in, 20 ms of audio out.
 
-    def __init__(self, core: DecoderCore) -> None:
+    Packets come from the network, so none of them raises: one that this model cannot decode (an
+    Opus packet, or more codebooks than the model has) is concealed like a lost frame and counted
+    in `corrupt_packets`.
+    """
+
+    def __init__(self, core: DecoderCore, num_codebooks: int) -> None:
+        """`num_codebooks`: the most codebooks that `core` decodes."""
         self._core = core
+        self._num_codebooks = num_codebooks
+        self._corrupt_packets = 0
+
+    @property
+    def corrupt_packets(self) -> int:
+        """Packets that this model cannot decode, concealed instead."""
+        return self._corrupt_packets
 
     def push(self, packet: Packet | None, following: Packet | None = None) -> np.ndarray:
         """Decode one frame -> float32 [FRAME_SAMPLES] in [-1, 1].
@@ -190,10 +204,19 @@ class RtcStreamDecoder:
         when it has them; otherwise the decoder conceals it from the "lost" marker.
         """
         if packet is not None:
-            return self._core(packet.codes)
-        if following is not None and following.redundancy:
+            if self._decodable(packet):
+                return self._core(packet.codes)
+            self._corrupt_packets += 1
+            return self._core(None)
+        if following is not None and following.redundancy and self._fits(following.redundancy[0]):
             return self._core(following.redundancy[0])
         return self._core(None)
+
+    def _decodable(self, packet: Packet) -> bool:
+        return not packet.is_opus and self._fits(packet.codes)
+
+    def _fits(self, codes: np.ndarray) -> bool:
+        return len(codes) <= self._num_codebooks
 
 
 def load(path: str | Path | None = None) -> Codec:

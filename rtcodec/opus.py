@@ -91,7 +91,7 @@ class OpusStreamDecoder:
 
     @property
     def corrupt_packets(self) -> int:
-        """Packets whose payload libopus rejected and that were concealed instead."""
+        """Packets that are not Opus or whose payload libopus rejected, concealed instead."""
         return self._corrupt_packets
 
     def push(self, packet: Packet | None, following: Packet | None = None) -> np.ndarray:
@@ -99,17 +99,19 @@ class OpusStreamDecoder:
 
         `packet` None means lost: the frame is rebuilt from the in-band FEC of `following` if
         given (libopus falls back to concealment when `following` carries none), else concealed.
-        Raises ValueError for a packet that is not Opus.
+        A packet that is not Opus counts as corrupt (a `following` one gives no FEC); nothing that
+        arrives from the network raises.
         """
         if packet is not None:
-            return self._decode(_opus_payload(packet), fec=False)
-        if following is not None:
-            return self._decode(_opus_payload(following), fec=True)
+            return self._decode(packet.opus, fec=False)
+        if following is not None and following.is_opus:
+            return self._decode(following.opus, fec=True)
         return self._conceal()
 
     def _decode(self, payload: bytes, *, fec: bool) -> np.ndarray:
-        """Decode `payload` (or its FEC copy of the previous frame); conceal if it is corrupt."""
-        if self._is_one_frame(payload):
+        """Decode `payload` (or its FEC copy of the previous frame); conceal if it is corrupt or
+        empty (a packet that is not Opus)."""
+        if payload and self._is_one_frame(payload):
             try:
                 return self._run_decoder(payload, fec=fec)
             except opuslib.OpusError:
@@ -140,12 +142,6 @@ class OpusStreamDecoder:
             channels=1,
         )
         return np.clip(np.frombuffer(pcm, dtype=np.float32), -1.0, 1.0)
-
-
-def _opus_payload(packet: Packet) -> bytes:
-    if not packet.is_opus:
-        raise ValueError(f"OpusStreamDecoder got a non-Opus packet (seq {packet.seq})")
-    return packet.opus
 
 
 def _check_setting(name: str, value: int, maximum: int) -> None:

@@ -14,7 +14,7 @@ from torch import nn
 
 from rtcodec.audio import default_speech, frames
 from rtcodec.bitstream import Packet
-from rtcodec.codec import Codec, RtcStreamDecoder, RtcStreamEncoder, untrained
+from rtcodec.codec import Codec, RtcStreamDecoder, RtcStreamEncoder, TorchDecoderCore, untrained
 from rtcodec.config import FRAME_SAMPLES, CodecConfig, ConfigError
 from rtcodec.fastpath import FastDecoderCore
 from rtcodec.model import NeuralCodec
@@ -159,10 +159,23 @@ def test_same_errors_as_reference() -> None:
             encoder.set_kbps(0.25)
         with pytest.raises(ValueError, match="shape"):
             encoder.push(np.zeros(FRAME_SAMPLES - 1, dtype=np.float32))
-    too_many = Packet(seq=0, codes=np.zeros(model.config.num_codebooks + 1, dtype=np.int64))
-    for decoder in (_decoder(model, fast=False), _decoder(model, fast=True)):
+    too_many = np.zeros(model.config.num_codebooks + 1, dtype=np.int64)
+    for core in (TorchDecoderCore(model), FastDecoderCore(model)):
         with pytest.raises(ValueError, match="codebooks given"):
-            decoder.push(too_many)
+            core(too_many)
+
+
+def test_packets_the_model_cannot_decode_are_concealed_and_counted() -> None:
+    model = untrained(CONFIGS["small"]).model
+    too_many = Packet(seq=0, codes=np.zeros(model.config.num_codebooks + 1, dtype=np.int64))
+    opus = Packet(seq=1, codes=np.zeros(0, dtype=np.int64), opus=b"\x08")
+    redundant_too_many = Packet(seq=2, codes=np.zeros(1, dtype=np.int64), redundancy=(too_many.codes,))
+    for fast in (False, True):
+        decoder, concealing = _decoder(model, fast), _decoder(model, fast)
+        for packet in (too_many, opus):
+            assert np.array_equal(decoder.push(packet), concealing.push(None))
+        assert np.array_equal(decoder.push(None, redundant_too_many), concealing.push(None))
+        assert decoder.corrupt_packets == 2 and concealing.corrupt_packets == 0
 
 
 def test_weights_are_frozen_at_construction() -> None:

@@ -165,9 +165,15 @@ def test_encoder_accepts_float64_frames() -> None:
     assert packet.is_opus
 
 
-def test_decoder_rejects_rtcodec_packets() -> None:
-    with pytest.raises(ValueError, match="non-Opus"):
-        OpusStreamDecoder().push(Packet(0, np.zeros(3, dtype=np.int64)))
+def test_rtcodec_packets_are_concealed_and_counted_not_raised() -> None:
+    decoder, concealing = OpusStreamDecoder(), OpusStreamDecoder()
+    for speech in encode(speech_like(0.2), OpusStreamEncoder(24)):
+        decoder.push(speech)
+        concealing.push(speech)
+    rtcodec_packet = Packet(0, np.zeros(3, dtype=np.int64))
+    assert np.array_equal(decoder.push(rtcodec_packet), concealing.push(None))
+    assert np.array_equal(decoder.push(None, following=rtcodec_packet), concealing.push(None))
+    assert decoder.corrupt_packets == 1
 
 
 @settings(max_examples=100, deadline=None)
