@@ -59,6 +59,9 @@ PEER_TIMEOUT: Final = 3.0
 """Default seconds of silence from the peer (no packet, no keepalive) that end the call."""
 LINGER_SECONDS: Final = 2.0
 """After saying bye, how long to wait for the peer to play out and close before closing."""
+BYE_REPEATS: Final = 3
+BYE_SPACING_SECONDS: Final = 0.02
+"""The bye goes out this many times, this far apart, so that one lost datagram cannot hide it."""
 STATUS_SECONDS: Final = 0.5
 _ENVELOPE: Final = struct.Struct(">I")
 _CLOCK_MODULO: Final = 1 << 32
@@ -125,6 +128,7 @@ class Session:
         self._opened_at: float | None = None
         self._ended_at: float | None = None
         self._last_heard = 0.0
+        self._heard_from_peer = False
         self._last_sent: bytes | None = None
         self._traffic = _Traffic()
         self._frames_played = 0
@@ -211,7 +215,7 @@ class Session:
         if sender is not None:
             sender.cancel()
         if self._hung_up_here:
-            self._send_bye()
+            await self._send_bye()
         if playout is not None:
             await asyncio.wait({playout})
         if self._hung_up_here:
@@ -260,9 +264,12 @@ class Session:
             return None
         return _clock(), self._encoder.push(frame)
 
-    def _send_bye(self) -> None:
+    async def _send_bye(self) -> None:
+        """Say bye BYE_REPEATS times, spaced out: the channel is unreliable and one may be lost."""
         last_seq = None if self._last_sent is None else Packet.parse(self._last_sent).seq
-        self._peer.send(json.dumps({"type": "bye", "last_seq": last_seq}))
+        for _ in range(BYE_REPEATS):
+            self._peer.send(json.dumps({"type": "bye", "last_seq": last_seq}))
+            await asyncio.sleep(BYE_SPACING_SECONDS)
 
     async def _keepalive_loop(self) -> None:
         while True:
@@ -275,6 +282,7 @@ class Session:
         while True:
             message, arrival = await self._peer.incoming.get()
             self._last_heard = arrival
+            self._heard_from_peer = True
             if isinstance(message, str):
                 self._on_control(message)
             else:
@@ -311,11 +319,14 @@ class Session:
         loop = asyncio.get_running_loop()
         while True:
             silent_for = loop.time() - self._last_heard
-            if silent_for >= self._peer_timeout:
-                self._end(f"nothing from the peer for {self._peer_timeout:g} s", here=False)
+            # Until the peer is first heard, its side of the channel may still be opening (a lost
+            # SCTP handshake packet costs seconds), so it gets the open timeout instead.
+            limit = self._peer_timeout if self._heard_from_peer else max(self._peer_timeout, OPEN_TIMEOUT)
+            if silent_for >= limit:
+                self._end(f"nothing from the peer for {limit:g} s", here=False)
                 return
             try:
-                await asyncio.wait_for(self._peer.closed.wait(), self._peer_timeout - silent_for)
+                await asyncio.wait_for(self._peer.closed.wait(), min(limit - silent_for, self._peer_timeout))
             except TimeoutError:
                 continue
             self._end("the peer disconnected", here=False)
