@@ -34,13 +34,14 @@ def evaluate(model: NeuralCodec, clips: Sequence[np.ndarray], kbps: Sequence[flo
     """Mean PESQ-WB and STOI of offline encode/decode at each bitrate: {"pesq@6": ..., "stoi@6": ...}."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     results: dict[str, float] = {}
     for rate in kbps:
         pesq, stoi = [], []
         for clip in clips:
-            audio = torch.from_numpy(clip)[None, None, :]
+            audio = torch.from_numpy(clip)[None, None, :].to(device)
             decoded = model.decode(model.encode(audio, codebooks_for_kbps(rate)))
-            output = decoded.squeeze().clamp(-1, 1).numpy()
+            output = decoded.squeeze().clamp(-1, 1).cpu().numpy()
             pesq.append(metrics.pesq_wb(clip, output))
             stoi.append(metrics.stoi(clip, output))
         results[f"pesq@{rate:g}"] = float(np.mean(pesq))
