@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import opuslib.api.info
@@ -80,25 +80,39 @@ class Condition:
     """Which model or library version runs: rtcodec's model id, "libopus 1.3.1", ..."""
     new_encoder: Callable[[], StreamEncoder]
     new_decoder: Callable[[], StreamDecoder]
+    variant: str = ""
+    """How it runs, when not the default way: "PyTorch reference" for rtcodec's reference path."""
 
     @property
     def label(self) -> str:
-        return f"{self.codec} {self.kbps:g} kbps"
+        """"opus 12 kbps", or with a variant "rtcodec 6 kbps (PyTorch reference)"."""
+        label = f"{self.codec} {self.kbps:g} kbps"
+        return f"{label} ({self.variant})" if self.variant else label
 
     @property
     def slug(self) -> str:
-        """`label` as a file-name part: "opus_12kbps"."""
-        return f"{self.codec}_{self.kbps:g}kbps"
+        """`label` as a file-name part: "opus_12kbps", "rtcodec_6kbps_pytorch_reference"."""
+        slug = f"{self.codec}_{self.kbps:g}kbps"
+        return f"{slug}_{self.variant.lower().replace(' ', '_')}" if self.variant else slug
 
 
-def rtcodec_conditions(codec: rtcodec.codec.Codec, rates: Sequence[float]) -> list[Condition]:
+RTCODEC_REFERENCE = "PyTorch reference"
+"""The variant name of rtcodec conditions on the PyTorch reference path (`fast=False`)."""
+
+
+def rtcodec_conditions(
+    codec: rtcodec.codec.Codec, rates: Sequence[float], *, fast: bool = True
+) -> list[Condition]:
+    """rtcodec at each of `rates`: on the numpy fast path (the default, as calls run it), or with
+    `fast=False` on the PyTorch reference path."""
     return [
         Condition(
             "rtcodec",
             kbps,
             codec.model_id,
-            functools.partial(codec.stream_encoder, kbps),
-            codec.stream_decoder,
+            functools.partial(codec.stream_encoder, kbps, fast=fast),
+            functools.partial(codec.stream_decoder, fast=fast),
+            variant="" if fast else RTCODEC_REFERENCE,
         )
         for kbps in rates
     ]
@@ -165,11 +179,17 @@ def add_codec_arguments(
     )
 
 
-def select_conditions(args: argparse.Namespace, missing_weights_hint: str) -> list[Condition]:
-    """The conditions that `add_codec_arguments`' options ask for, rtcodec then Opus then Lyra."""
+def select_conditions(
+    args: argparse.Namespace,
+    missing_weights_hint: str,
+    codec: rtcodec.codec.Codec | None = None,
+) -> list[Condition]:
+    """The conditions that `add_codec_arguments`' options ask for, rtcodec then Opus then Lyra.
+    `codec`: the rtcodec model when the caller has loaded it already (default: load it here)."""
     conditions: list[Condition] = []
     if "rtcodec" in args.codecs:
-        codec = load_rtcodec(args.weights, args.untrained, missing_weights_hint)
+        if codec is None:
+            codec = load_rtcodec(args.weights, args.untrained, missing_weights_hint)
         conditions += rtcodec_conditions(codec, args.rtcodec_kbps)
     if "opus" in args.codecs:
         conditions += opus_conditions(args.opus_kbps)
@@ -242,23 +262,46 @@ class StreamRun:
         return self.total_bytes - HEADER_BYTES * len(self.packets)
 
 
+class StreamedFrame(NamedTuple):
+    """One frame through an encoder, the packet bytes and a decoder."""
+
+    packet: bytes
+    audio: np.ndarray
+    """Decoded float32 [FRAME_SAMPLES]."""
+    encode_seconds: float
+    """Time of `encoder.push` (packet serialisation included)."""
+    decode_seconds: float
+    """Time of `Packet.parse` + `decoder.push`."""
+
+
+class Streamer:
+    """A fresh encoder and decoder of `condition`, fed one frame at a time: for benchmarks that
+    interleave several conditions, frame by frame or block by block (`stream` runs one whole)."""
+
+    def __init__(self, condition: Condition) -> None:
+        self.condition = condition
+        self._encoder = condition.new_encoder()
+        self._decoder = condition.new_decoder()
+
+    def push(self, frame: np.ndarray) -> StreamedFrame:
+        """Encode float32 `frame` [FRAME_SAMPLES], parse the packet and decode it, timing both."""
+        started = time.perf_counter()
+        packet = self._encoder.push(frame)
+        encoded = time.perf_counter()
+        audio = self._decoder.push(Packet.parse(packet))
+        decoded = time.perf_counter()
+        return StreamedFrame(packet, audio, encoded - started, decoded - encoded)
+
+
 def stream(condition: Condition, audio: np.ndarray) -> StreamRun:
     """Run float32 `audio` [samples] through a fresh encoder and decoder of `condition`."""
-    encoder, decoder = condition.new_encoder(), condition.new_decoder()
-    decoded: list[np.ndarray] = []
-    packets: list[bytes] = []
-    encode_seconds: list[float] = []
-    decode_seconds: list[float] = []
-    for frame in frames(audio):
-        started = time.perf_counter()
-        packet = encoder.push(frame)
-        encoded = time.perf_counter()
-        decoded.append(decoder.push(Packet.parse(packet)))
-        encode_seconds.append(encoded - started)
-        decode_seconds.append(time.perf_counter() - encoded)
-        packets.append(packet)
+    streamer = Streamer(condition)
+    results = [streamer.push(frame) for frame in frames(audio)]
     return StreamRun(
-        np.concatenate(decoded), packets, np.array(encode_seconds), np.array(decode_seconds)
+        np.concatenate([result.audio for result in results]),
+        [result.packet for result in results],
+        np.array([result.encode_seconds for result in results]),
+        np.array([result.decode_seconds for result in results]),
     )
 
 
@@ -424,14 +467,23 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def write_results(
-    out: Path, stem: str, data: Mapping[str, Any], markdown: str, figure: Figure
+    out: Path,
+    stem: str,
+    data: Mapping[str, Any],
+    markdown: str,
+    figure: Figure,
+    extra_figures: Mapping[str, Figure] | None = None,
 ) -> list[Path]:
-    """Write `stem`.json, `stem`.md and `stem`.png into `out`; return their paths."""
+    """Write `stem`.json, `stem`.md and `stem`.png into `out`, and `stem`_NAME.png for each NAME
+    of `extra_figures`; return their paths."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.{suffix}" for suffix in ("json", "md", "png")]
     paths[0].write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
     paths[1].write_text(markdown)
     figure.savefig(paths[2], dpi=120, bbox_inches="tight")
+    for name, extra in (extra_figures or {}).items():
+        paths.append(out / f"{stem}_{name}.png")
+        extra.savefig(paths[-1], dpi=120, bbox_inches="tight")
     return paths
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from rtcodec.config import CodecConfig
+from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE, CodecConfig
 from rtcodec.model import NeuralCodec
+from rtcodec.opus import OpusStreamEncoder
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -58,22 +59,59 @@ def test_quality_writes_results(shared_data: Path, tiny_weights: Path, tmp_path:
     assert any((out / "clips").glob("*__rtcodec_6kbps.wav"))
 
 
-def test_speed_writes_results(tiny_weights: Path, tmp_path: Path) -> None:
+def test_latency_writes_results(tiny_weights: Path, tmp_path: Path) -> None:
+    """--quick, made smaller still: every section runs (compute, loopback and relayed calls) and
+    the results hold the expected keys. No timing is asserted: the machine is shared."""
     out = tmp_path / "out"
     result = run_benchmark(
-        "speed.py", "--weights", tiny_weights, "--frames", "10", "--codecs", "rtcodec", "opus",
+        "latency.py", "--quick", "--frames", "10", "--call-seconds", "1", "--jitter", "10",
+        "--weights", tiny_weights, "--codecs", "rtcodec", "opus",
         "--rtcodec-kbps", "3", "--opus-kbps", "6", "--out", out,
     )
     assert_succeeded(result)
-    data = json.loads((out / "speed.json").read_text())
-    assert data["settings"]["frames"] == 10
-    assert [c["label"] for c in data["conditions"]] == ["rtcodec 3 kbps", "opus 6 kbps"]
-    for condition in data["conditions"]:
-        for direction in ("encode", "decode"):
+    data = json.loads((out / "latency.json").read_text())
+    assert {"settings", "targets", "algorithmic", "compute", "calls", "checks"} <= data.keys()
+    assert data["settings"]["frames"] == 10 and data["settings"]["call_seconds"] == 1
+
+    algorithmic = {entry["codec"]: entry for entry in data["algorithmic"]}
+    assert set(algorithmic) == {"rtcodec", "opus"}
+    assert algorithmic["rtcodec"]["frame_ms"] == FRAME_SAMPLES / SAMPLE_RATE * 1000
+    assert algorithmic["rtcodec"]["lookahead_samples"] == 0
+    assert algorithmic["opus"]["lookahead_samples"] == OpusStreamEncoder(16).delay_samples
+    assert algorithmic["opus"]["total_ms"] == pytest.approx(26.5)
+
+    assert [c["label"] for c in data["compute"]] == [
+        "rtcodec 3 kbps", "rtcodec 6 kbps (PyTorch reference)", "opus 6 kbps"
+    ]
+    for condition in data["compute"]:
+        assert condition["frames"] == 10
+        for direction in ("encode", "decode", "total"):
             assert {"p50_ms", "p99_ms", "max_ms", "mean_ms", "rtf"} <= condition[direction].keys()
         assert condition["rtf"] > 0
-    assert (out / "speed.png").stat().st_size > 0
-    assert (out / "speed.md").is_file()
+
+    assert [(c["codec"], c["kbps"], c["network"]["label"]) for c in data["calls"]] == [
+        ("rtcodec", 6, "loopback"),
+        ("opus", 16, "loopback"),
+        ("rtcodec", 6, "relay 5 ms, jitter 10 ms"),
+        ("opus", 16, "relay 5 ms, jitter 10 ms"),
+    ]
+    for call in data["calls"]:
+        assert call["callee"]["frames_played"] > 0
+        assert {"p50_ms", "p95_ms"} == call["measured"].keys() == call["mouth_to_ear"].keys()
+        assert call["mouth_to_ear"]["p50_ms"] == pytest.approx(
+            call["measured"]["p50_ms"] + call["algorithmic_ms"]
+        )
+        assert set(call["breakdown_ms"]) == {"algorithmic", "compute", "jitter_buffer", "network"}
+        assert (call["relay"] is None) == (call["network"]["label"] == "loopback")
+    assert {check["what"] for check in data["checks"]} >= {
+        "rtcodec 3 kbps encode+decode p50", "rtcodec 6 kbps, loopback mouth-to-ear p50"
+    }
+
+    for name in ("latency.png", "latency_frames.png"):
+        assert (out / name).stat().st_size > 0
+    markdown = (out / "latency.md").read_text()
+    assert "| rtcodec 6 kbps (PyTorch reference) |" in markdown
+    assert "= mouth-to-ear p50 / p95" in markdown
 
 
 def test_quality_without_data_says_so(tmp_path: Path) -> None:
