@@ -1,0 +1,71 @@
+"""`rtcodec call` between two separate processes: TCP signalling with a token, media both ways."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from rtcodec.audio import write_wav
+from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE
+
+SECONDS = 2.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _tone(frequency: float) -> np.ndarray:
+    t = np.arange(int(SECONDS * SAMPLE_RATE)) / SAMPLE_RATE
+    return (0.3 * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
+
+
+def _call(role: str, address: str, side: str, tmp_path: Path) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "rtcodec.cli", "call", f"--{role}", address, "--token", "open-sesame",
+               "--codec", "opus", "--kbps", "16", "--input", str(tmp_path / f"{side}-in.wav"),
+               "--output", str(tmp_path / f"{side}-out.wav"), "--stats", str(tmp_path / f"{side}.json")]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_processes_call_each_other_and_both_hear_the_other(tmp_path: Path) -> None:
+    write_wav(tmp_path / "a-in.wav", _tone(300))
+    write_wav(tmp_path / "b-in.wav", _tone(500))
+    address = f"127.0.0.1:{_free_port()}"
+    listener = _call("listen", address, "a", tmp_path)
+    time.sleep(1.5)  # let it bind before the caller dials
+    caller = _call("connect", address, "b", tmp_path)
+    for process in (caller, listener):
+        _, errors = process.communicate(timeout=60)
+        assert process.returncode == 0, errors[-2000:]
+    for side, heard in (("a", 500), ("b", 300)):
+        stats = json.loads((tmp_path / f"{side}.json").read_text())
+        assert stats["packets_received"] >= 0.9 * SECONDS * SAMPLE_RATE / FRAME_SAMPLES
+        audio, rate = soundfile.read(tmp_path / f"{side}-out.wav")
+        spectrum = np.abs(np.fft.rfft(audio))
+        assert rate == SAMPLE_RATE
+        assert abs(np.argmax(spectrum) * rate / len(audio) - heard) < 20
+
+
+def test_a_caller_with_the_wrong_token_is_refused(tmp_path: Path) -> None:
+    write_wav(tmp_path / "a-in.wav", _tone(300))
+    write_wav(tmp_path / "b-in.wav", _tone(500))
+    address = f"127.0.0.1:{_free_port()}"
+    listener = _call("listen", address, "a", tmp_path)
+    time.sleep(1.5)
+    command = [sys.executable, "-m", "rtcodec.cli", "call", "--connect", address, "--token", "guess",
+               "--codec", "opus", "--kbps", "16", "--input", str(tmp_path / "b-in.wav"), "--output", str(tmp_path / "x.wav")]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    listener.kill()
+    listener.communicate()
+    assert refused.returncode != 0
+    assert "token" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "x.wav").exists()
