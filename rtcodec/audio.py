@@ -7,7 +7,6 @@ SAMPLE_RATE. Calls move it as 20 ms frames of shape [FRAME_SAMPLES] through the 
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import queue
@@ -26,7 +25,7 @@ import scipy.signal
 import soundfile
 
 from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE
-from rtcodec.fileio import atomic_write_bytes
+from rtcodec.fileio import atomic_path
 
 if TYPE_CHECKING:
     import sounddevice
@@ -38,6 +37,9 @@ _FrameQueue = queue.Queue[np.ndarray | None]
 
 _UNRECOGNISED_FORMAT = 1
 """libsndfile's SF_ERR_UNRECOGNISED_FORMAT."""
+_READ_BLOCK_FRAMES = 1 << 16
+_WRITE_BLOCK_SAMPLES = 1 << 16
+"""read_audio mixes down, and write_wav clips and writes, this many samples at a time."""
 _DEVICE_TIMEOUT_SECONDS = 2.0
 """How long a microphone may deliver nothing before it counts as failed."""
 _STREAM_SETTINGS: dict[str, object] = {
@@ -114,14 +116,12 @@ def read_audio(path: str | Path) -> np.ndarray:
     """Read any file libsndfile reads (WAV, FLAC, Ogg Vorbis, Ogg Opus, ...) at any rate and channel
     count, as float32 [samples] in [-1, 1]: mono (channel mean) at SAMPLE_RATE.
 
-    Raises AudioError for a missing, empty, non-audio or non-finite file.
+    Raises AudioError for a missing, empty, non-audio or non-finite file. Memory: the file's
+    mono samples as float32, plus the result.
     """
     path = Path(path)
-    samples, rate = _read_samples(path)
-    if samples.shape[0] == 0:
-        raise _unreadable(path, "contains no audio samples")
-    mono = _checked_mono(samples.mean(axis=1), f"cannot read '{path}'")
-    return resample(mono, rate)
+    mono, rate = _read_mono(path)
+    return resample(_checked_mono(mono, f"cannot read '{path}'"), rate)
 
 
 def resample(audio: np.ndarray, from_rate: int, to_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -135,26 +135,40 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int = SAMPLE_RATE) -> n
     common = math.gcd(from_rate, to_rate)
     up, down = to_rate // common, from_rate // common
     resampled = audio if up == down else scipy.signal.resample_poly(audio, up, down)
-    return np.clip(resampled, -1.0, 1.0).astype(np.float32)
+    result = resampled.astype(np.float32)  # a copy: `audio` is never changed
+    return np.clip(result, -1.0, 1.0, out=result)
 
 
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """Write float [samples] (clipped to [-1, 1]) as a 16-bit PCM mono WAV file, atomically:
-    `path` either keeps its old content or gets the whole new file, never a partial one."""
+    `path` either keeps its old content or gets the whole new file, never a partial one.
+    Written in blocks, so that no copy of a long `audio` is made."""
     path = Path(path)
     audio = _checked_mono(audio, f"cannot write '{path}'")
-    encoded = io.BytesIO()
-    soundfile.write(encoded, np.clip(audio, -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
-    atomic_write_bytes(path, encoded.getvalue())
+    with (
+        atomic_path(path) as temporary,
+        soundfile.SoundFile(temporary, "w", sample_rate, 1, "PCM_16", format="WAV") as file,
+    ):
+        for start in range(0, len(audio), _WRITE_BLOCK_SAMPLES):
+            file.write(np.clip(audio[start : start + _WRITE_BLOCK_SAMPLES], -1.0, 1.0))
 
 
 def frames(audio: np.ndarray) -> Iterator[np.ndarray]:
-    """Split float [samples] into float32 [FRAME_SAMPLES] frames, zero-padding the last one."""
-    audio = _checked_mono(audio, "cannot split into frames")
-    count = -(-len(audio) // FRAME_SAMPLES)
-    padded = np.zeros(count * FRAME_SAMPLES, dtype=np.float32)
-    padded[: len(audio)] = audio
-    return iter(padded.reshape(count, FRAME_SAMPLES))
+    """Split float [samples] into float32 [FRAME_SAMPLES] frames, zero-padding the last one.
+
+    The frames are views of `audio` (when it is float32) but for the padded last one.
+    """
+    return _frames(_checked_mono(audio, "cannot split into frames"))
+
+
+def _frames(audio: np.ndarray) -> Iterator[np.ndarray]:
+    """`frames` of checked float32 [samples]."""
+    whole = len(audio) - len(audio) % FRAME_SAMPLES
+    yield from audio[:whole].reshape(-1, FRAME_SAMPLES)
+    if whole < len(audio):
+        last = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+        last[: len(audio) - whole] = audio[whole:]
+        yield last
 
 
 def default_speech(seconds: float | None = None) -> DefaultInput:
@@ -287,17 +301,32 @@ class SpeakerSink(_ClosingContext):
             self._stream.close()
 
 
-def _read_samples(path: Path) -> tuple[np.ndarray, int]:
-    """Samples as float32 [samples, channels] and their rate in Hz; AudioError if unreadable."""
+def _read_mono(path: Path) -> tuple[np.ndarray, int]:
+    """The channel mean as float32 [samples], and the rate in Hz; AudioError if unreadable."""
     try:
         with path.open("rb") as file:
             if os.fstat(file.fileno()).st_size == 0:
                 raise _unreadable(path, "the file is empty")
-            return soundfile.read(file, dtype="float32", always_2d=True)
+            with soundfile.SoundFile(file) as sound:
+                mono, rate = _mixed_down(sound), sound.samplerate
     except OSError as error:
         raise _unreadable(path, (error.strerror or str(error)).lower()) from None
     except soundfile.LibsndfileError as error:
         raise _unreadable(path, _libsndfile_reason(error)) from None
+    if len(mono) == 0:
+        raise _unreadable(path, "contains no audio samples")
+    return mono, rate
+
+
+def _mixed_down(sound: soundfile.SoundFile) -> np.ndarray:
+    """Float32 [samples]: the mean of the channels of `sound`, read block by block so that the
+    whole file is never held with all its channels."""
+    mono = np.empty(sound.frames, dtype=np.float32)
+    count = 0
+    for block in sound.blocks(_READ_BLOCK_FRAMES, dtype="float32", always_2d=True):
+        block.mean(axis=1, out=mono[count : count + len(block)])
+        count += len(block)
+    return mono[:count]
 
 
 def _libsndfile_reason(error: soundfile.LibsndfileError) -> str:

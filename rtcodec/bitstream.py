@@ -24,6 +24,7 @@ import os
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 
@@ -217,23 +218,32 @@ def read_rtc(path: str | os.PathLike[str]) -> tuple[RtcHeader, list[bytes]]:
     """Read an .rtc file: its header and its serialised packets, in order.
 
     Raises PacketError if the file is not a well-formed .rtc file of RTC_FORMAT_VERSION; the
-    packets themselves are returned as bytes, for `Packet.parse`.
+    packets themselves are returned as bytes, for `Packet.parse`. The header is checked before
+    the rest of the file is read, so a large file of another kind is refused at once.
     """
     with open(path, "rb") as file:
+        header = _read_rtc_header(file)
         reader = _Reader(file.read(), ".rtc file")
-    magic, version, sample_rate, frame_samples, kbps, id_length = reader.unpack(
-        _RTC_HEADER, f"the file header takes {_RTC_HEADER.size} bytes"
-    )
-    if magic != RTC_MAGIC:
-        raise PacketError(f"not an .rtc file: starts with {magic!r} instead of {RTC_MAGIC!r}")
-    _check_rtc_version(version)
-    model_id = _decode_model_id(reader.take(id_length, f"the model id takes {id_length} bytes"))
-    header = RtcHeader(version, sample_rate, frame_samples, model_id, kbps)
     packets = []
     while reader.remaining:
         (length,) = reader.unpack(_RECORD_LENGTH, f"packet {len(packets)} needs a 2-byte length")
         packets.append(reader.take(length, f"packet {len(packets)} says {length} bytes"))
     return header, packets
+
+
+def _read_rtc_header(file: BinaryIO) -> RtcHeader:
+    """The header at the start of `file`, read and checked up to the packets."""
+    fixed = _Reader(file.read(_RTC_HEADER.size), ".rtc file")
+    magic, version, sample_rate, frame_samples, kbps, id_length = fixed.unpack(
+        _RTC_HEADER, f"the file header takes {_RTC_HEADER.size} bytes"
+    )
+    if magic != RTC_MAGIC:
+        raise PacketError(f"not an .rtc file: starts with {magic!r} instead of {RTC_MAGIC!r}")
+    _check_rtc_version(version)
+    model_id = _Reader(file.read(id_length), ".rtc file").take(
+        id_length, f"the model id takes {id_length} bytes"
+    )
+    return RtcHeader(version, sample_rate, frame_samples, _decode_model_id(model_id), kbps)
 
 
 class _Reader:

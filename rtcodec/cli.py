@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 
@@ -31,6 +31,7 @@ Command = Callable[[argparse.Namespace], None]
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
+    _check_output(args.output)
     audio = read_audio(args.input)
     spec = CodecSpec(args.codec, args.kbps, args.weights)
     encoder = spec.encoder()
@@ -41,16 +42,27 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
 
 def cmd_decode(args: argparse.Namespace) -> None:
-    header, packets = read_rtc(args.input)
+    _check_output(args.output)
+    header, records = read_rtc(args.input)
     _check_header(header)
     spec = CodecSpec(OPUS_NAME if header.model_id == OPUS_NAME else RTCODEC_NAME, header.kbps, args.weights)
     if header.model_id != spec.model_id:
         raise WeightsError(f"'{args.input}' was encoded with model '{header.model_id}', "
                            f"but the loaded model is '{spec.model_id}'")
     decoder = spec.decoder()
-    audio = [decoder.push(Packet.parse(data)) for data in packets]
-    write_wav(args.output, np.concatenate(audio) if audio else np.zeros(0, dtype=np.float32))
-    print(f"{args.output}: {len(packets) * FRAME_SAMPLES / SAMPLE_RATE:.2f} s decoded from {len(packets)} packets")
+    audio = np.empty(len(records) * FRAME_SAMPLES, dtype=np.float32)
+    for frame, packet in zip(audio.reshape(-1, FRAME_SAMPLES), _packets(header, records), strict=True):
+        frame[:] = decoder.push(packet)
+    write_wav(args.output, audio)
+    print(f"{args.output}: {len(records) * FRAME_SAMPLES / SAMPLE_RATE:.2f} s decoded from {len(records)} packets")
+
+
+def _check_output(path: Path) -> None:
+    """Refuse an output path that cannot be written before the work, not after it."""
+    if path.is_dir():
+        raise ValueError(f"cannot write '{path}': it is a directory")
+    if not path.parent.is_dir():
+        raise ValueError(f"cannot write '{path}': no such directory '{path.parent}'")
 
 
 def _check_header(header: RtcHeader) -> None:
@@ -59,8 +71,25 @@ def _check_header(header: RtcHeader) -> None:
                           f"this build decodes {SAMPLE_RATE} Hz / {FRAME_SAMPLES}")
 
 
+def _packets(header: RtcHeader, records: list[bytes]) -> Iterator[Packet]:
+    """The records of an .rtc file parsed one by one; a PacketError names the first record that
+    is malformed or of the other codec than the file's."""
+    opus_file = header.model_id == OPUS_NAME
+    for index, data in enumerate(records):
+        try:
+            packet = Packet.parse(data)
+        except PacketError as error:
+            raise PacketError(f"packet {index}: {error}") from None
+        if packet.is_opus != opus_file:
+            kind = "an Opus" if packet.is_opus else "an rtcodec"
+            raise PacketError(f"packet {index} is {kind} packet in a file of model '{header.model_id}'")
+        yield packet
+
+
 def cmd_info(args: argparse.Namespace) -> None:
     header, packets = read_rtc(args.input)
+    for _ in _packets(header, packets):  # each must parse, as a packet of the file's codec
+        pass
     seconds = len(packets) * header.frame_samples / header.sample_rate
     total = sum(len(p) for p in packets)
     rate = f"{8 * total / seconds / 1000:.2f} kbps measured" if seconds else "no packets"
@@ -166,8 +195,15 @@ def _add_codec_options(parser: argparse.ArgumentParser, default_kbps: float) -> 
     parser.add_argument("--expected-loss", type=int, default=0, help="Opus: packet_loss_perc hint")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line too (exit status 2), pointing to -h; subcommands inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rtcodec", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="rtcodec", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     encode = commands.add_parser("encode", help="encode an audio file into an .rtc file")

@@ -72,12 +72,23 @@ class CodecConfig:
     """Provenance (training data, steps, dev metrics); does not change the architecture."""
 
     def __post_init__(self) -> None:
-        if math.prod(self.ratios) != FRAME_SAMPLES:
-            raise ConfigError(f"ratios {self.ratios} must multiply to {FRAME_SAMPLES}")
+        for name in ("channels", "latent_dim", "bottleneck_hidden", "codebook_dim"):
+            _check_integer(name, getattr(self, name), 1)
+        _check_integer("bottleneck_blocks", self.bottleneck_blocks, 0)
+        _check_integer("num_codebooks", self.num_codebooks, 1, MAX_CODEBOOKS)
+        _check_integer("codebook_size", self.codebook_size, 1)
         if self.codebook_size != CODEBOOK_SIZE:
             raise ConfigError(f"codebook_size must be {CODEBOOK_SIZE} (10-bit codes)")
-        if not 1 <= self.num_codebooks <= MAX_CODEBOOKS:
-            raise ConfigError(f"num_codebooks must be in 1..{MAX_CODEBOOKS}")
+        if not isinstance(self.ratios, tuple) or not self.ratios:
+            raise ConfigError(f"ratios must be a non-empty list of integers, got {self.ratios!r}")
+        for ratio in self.ratios:
+            _check_integer("every ratio", ratio, 1)
+        if math.prod(self.ratios) != FRAME_SAMPLES:
+            raise ConfigError(f"ratios {self.ratios} must multiply to {FRAME_SAMPLES}")
+        if not isinstance(self.model_id, str):
+            raise ConfigError(f"model_id must be a string, got {self.model_id!r}")
+        if not isinstance(self.extra, dict):
+            raise ConfigError(f"extra must be a JSON object, got {self.extra!r}")
 
     @property
     def max_kbps(self) -> float:
@@ -101,7 +112,7 @@ class CodecConfig:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ConfigError(f"model config has unknown keys: {', '.join(unknown)}")
-        if "ratios" in raw:
+        if isinstance(raw.get("ratios"), list):
             raw["ratios"] = tuple(raw["ratios"])
         try:
             return cls(**raw)
@@ -111,3 +122,11 @@ class CodecConfig:
     @classmethod
     def load(cls, path: Path) -> CodecConfig:
         return cls.from_json(Path(path).read_text())
+
+
+def _check_integer(name: str, value: object, minimum: int, maximum: int | None = None) -> None:
+    """ConfigError unless `value` is an int (not a bool) in [minimum, maximum]."""
+    in_range = isinstance(value, int) and value >= minimum and (maximum is None or value <= maximum)
+    if isinstance(value, bool) or not in_range:
+        bounds = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+        raise ConfigError(f"{name} must be an integer {bounds}, got {value!r}")

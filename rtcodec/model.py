@@ -76,30 +76,62 @@ class NeuralCodec(nn.Module):
 
     @classmethod
     def load(cls, directory: Path) -> NeuralCodec:
-        """Build the model from `config.json` and load `model.safetensors` (no pickle; fp16 is upcast)."""
+        """Build the model from `config.json` and load `model.safetensors` (no pickle; fp16 is upcast).
+
+        Raises WeightsError for files that are missing or unreadable, a config that is invalid, or
+        tensors that do not match it (names, shapes, kinds of dtype) or are not finite. The tensors
+        are checked against a model without memory (on the meta device) before the real one is
+        built, so that a config that describes a huge model fails at once.
+        """
         directory = Path(directory)
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             if not (directory / name).is_file():
                 raise WeightsError(f"no {name} in '{directory}'")
         try:
-            model = cls(CodecConfig.load(directory / CONFIG_FILE))
+            config = CodecConfig.load(directory / CONFIG_FILE)
             tensors = load_file(str(directory / WEIGHTS_FILE))
         except (ConfigError, SafetensorError, OSError) as error:
             raise WeightsError(f"cannot load weights from '{directory}': {error}") from None
-        model._load_checked(tensors)
+        with torch.device("meta"):
+            expected = cls(config).state_dict()
+        _check_tensors(expected, tensors)
+        model = cls(config)
+        model.load_state_dict(tensors)
+        _check_finite(model.state_dict())
         return model.eval()
 
-    def _load_checked(self, tensors: dict[str, torch.Tensor]) -> None:
-        expected = self.state_dict()
-        missing = sorted(set(expected) - set(tensors))
-        unexpected = sorted(set(tensors) - set(expected))
-        wrong = sorted(k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape)
-        if missing or unexpected or wrong:
-            details = [f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                       for label, keys in (("missing", missing), ("unexpected", unexpected),
-                                           ("wrong shape", wrong)) if keys]
-            raise WeightsError(f"weights do not match their config ({'; '.join(details)})")
-        self.load_state_dict(tensors)
+
+def _check_tensors(expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> None:
+    """WeightsError unless `tensors` has exactly the names and shapes of `expected`, floating point
+    where it is (any precision) and its dtype elsewhere."""
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    common = sorted(set(expected) & set(tensors))
+    wrong_shape = [k for k in common if expected[k].shape != tensors[k].shape]
+    wrong_dtype = [f"{k} ({tensors[k].dtype})" for k in common if not _same_kind(expected[k], tensors[k])]
+    problems = (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape),
+                ("wrong dtype", wrong_dtype))
+    if any(names for _, names in problems):
+        details = "; ".join(f"{label}: {_first(names)}" for label, names in problems if names)
+        raise WeightsError(f"weights do not match their config ({details})")
+
+
+def _check_finite(tensors: dict[str, torch.Tensor]) -> None:
+    """WeightsError if a loaded floating-point tensor holds NaN or infinity (as stored, or once
+    cast: a float64 1e300 becomes an infinite float32)."""
+    non_finite = [k for k, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()]
+    if non_finite:
+        raise WeightsError(f"weights hold NaN or infinite values: {_first(sorted(non_finite))}")
+
+
+def _same_kind(expected: torch.Tensor, stored: torch.Tensor) -> bool:
+    if expected.is_floating_point():
+        return stored.is_floating_point()
+    return stored.dtype == expected.dtype
+
+
+def _first(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
 
 
 def _stored(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -235,13 +235,19 @@ WEIGHTS: dict[Event, float] = {
     Event.VALID: 60, Event.MUTATED: 12, Event.RANDOM: 3, Event.FOREIGN: 3, Event.DUPLICATE: 5,
     Event.REPLAY: 3, Event.HOLD: 6, Event.RELEASE: 6, Event.JUMP: 0.5, Event.SILENCE: 0.5,
 }
-"""Mostly valid packets, so that the decoders decode as well as conceal: a packet with a wild
-sequence number mutes the jitter buffer until its next resync (a silence)."""
+"""Mostly valid packets, so that the decoders decode as well as conceal: one packet with a wild
+sequence number mutes today's jitter buffer until its next resync (see tests/test_fuzz.py)."""
+
+
+def random_events(rng: random.Random, count: int) -> list[Event]:
+    """`count` events drawn with WEIGHTS."""
+    return rng.choices(list(WEIGHTS), list(WEIGHTS.values()), k=count)
 
 
 class HostileStream:
     """Messages and their arrival times (non-decreasing, seconds): a sender's packets at one per
-    FRAME_SECONDS with random delay, interleaved with hostile ones (see `Event`)."""
+    FRAME_SECONDS with random delay, interleaved with hostile ones as the events say. Where an
+    event has nothing to repeat (no packet sent or held yet), the next packet goes instead."""
 
     def __init__(self, valid: PacketMaker, foreign: PacketMaker, rng: random.Random) -> None:
         self._valid, self._foreign, self._rng = valid, foreign, rng
@@ -251,9 +257,10 @@ class HostileStream:
         self._recent: deque[bytes] = deque(maxlen=REPLAY_WINDOW)
         self._held: deque[bytes] = deque(maxlen=MAX_HELD)
 
-    def messages(self, count: int) -> Iterator[tuple[bytes, float]]:
-        for _ in range(count):
-            message = self._message(self._rng.choices(list(WEIGHTS), list(WEIGHTS.values()))[0])
+    def messages(self, events: Iterable[Event]) -> Iterator[tuple[bytes, float]]:
+        """One message per event, with its arrival time."""
+        for event in events:
+            message = self._message(event)
             delay = self._rng.expovariate(1 / MEAN_JITTER_SECONDS)
             self._arrival = max(self._arrival, self._send_time + delay)
             yield message, self._arrival

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 
-from rtcodec.bitstream import HEADER_BYTES, packed_size, read_rtc
+from rtcodec import cli
+from rtcodec.bitstream import (
+    HEADER_BYTES,
+    RTC_FORMAT_VERSION,
+    RTC_MAGIC,
+    Packet,
+    RtcHeader,
+    packed_size,
+    read_rtc,
+    write_rtc,
+)
 from rtcodec.cli import main
 from rtcodec.config import FRAME_RATE, FRAME_SAMPLES, SAMPLE_RATE, CodecConfig, codebooks_for_kbps
-from rtcodec.model import NeuralCodec
+from rtcodec.model import CONFIG_FILE, NeuralCodec
 
 SMALL = CodecConfig(channels=4, latent_dim=32, bottleneck_hidden=32, model_id="tiny-test")
 
@@ -23,6 +35,16 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("weights")
     NeuralCodec(SMALL).save(directory)
     return directory
+
+
+@pytest.fixture(scope="module")
+def good_rtc(tmp_path_factory: pytest.TempPathFactory, weights: Path) -> Path:
+    """One second of tone at 6 kbps, from the tiny model."""
+    directory = tmp_path_factory.mktemp("good")
+    source, packed = directory / "in.wav", directory / "good.rtc"
+    _write_input(source, SAMPLE_RATE, 1)
+    assert main(["encode", str(source), str(packed), "--kbps", "6", "--weights", str(weights)]) == 0
+    return packed
 
 
 def _write_input(path: Path, rate: int, channels: int, seconds: float = 1.0) -> None:
@@ -69,36 +91,241 @@ def test_info(tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str])
     assert "model tiny-test" in capsys.readouterr().out
 
 
-def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
-    (tmp_path / "empty.wav").write_bytes(b"")
-    (tmp_path / "notes.txt").write_text("not audio at all")
-    soundfile.write(tmp_path / "silent0.wav", np.zeros(0), SAMPLE_RATE)
-    return {"missing": tmp_path / "nope.wav", "empty": tmp_path / "empty.wav",
-            "text": tmp_path / "notes.txt", "zero_samples": tmp_path / "silent0.wav", "directory": tmp_path}
+# --- bad inputs: one line on stderr, exit status 1, no output and no temporary file ----------
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "text", "zero_samples", "directory"])
-def test_bad_input_is_one_line_error(tmp_path: Path, weights: Path, case: str,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
-    output = tmp_path / "out.rtc"
-    code = main(["encode", str(_bad_inputs(tmp_path)[case]), str(output), "--kbps", "6", "--weights", str(weights)])
+def assert_fails_cleanly(argv: list[str], capsys: pytest.CaptureFixture[str], out_dir: Path,
+                         match: str = "") -> None:
+    """`rtcodec argv` exits with 1 and one line "rtcodec COMMAND: error: ...", containing `match`,
+    and leaves `out_dir` (where its output would go) empty."""
+    code = main(argv)
     error = capsys.readouterr().err
-    assert code != 0
-    assert error.startswith("rtcodec encode: error:") and error.count("\n") == 1
-    assert not output.exists()
+    assert code == 1, error
+    assert error.startswith(f"rtcodec {argv[0]}: error:") and error.count("\n") == 1, error
+    assert match in error
+    assert list(out_dir.iterdir()) == []
 
 
-@pytest.mark.parametrize("kbps", ["5.2", "0", "100", "nan", "-3"])
-def test_unknown_bitrate_is_refused(tmp_path: Path, weights: Path, kbps: str, capsys: pytest.CaptureFixture[str]) -> None:
-    source, output = tmp_path / "in.wav", tmp_path / "out.rtc"
+def _bad_audio(directory: Path) -> dict[str, Path]:
+    good = directory / "good.wav"
+    _write_input(good, SAMPLE_RATE, 1)
+    soundfile.write(directory / "silent0.wav", np.zeros(0), SAMPLE_RATE)
+    soundfile.write(directory / "nan.wav", np.array([0.1, np.nan, 0.2], dtype=np.float32), SAMPLE_RATE,
+                    subtype="FLOAT")
+    files = {"empty.wav": b"", "notes.txt": b"not audio at all", "random.bin": bytes(range(256)) * 20,
+             "corrupt.wav": good.read_bytes()[:12] + bytes(range(256)) * 4}
+    for name, content in files.items():
+        (directory / name).write_bytes(content)
+    return {"missing": directory / "nope.wav", "empty": directory / "empty.wav",
+            "text": directory / "notes.txt", "binary": directory / "random.bin",
+            "corrupt_wav": directory / "corrupt.wav", "zero_samples": directory / "silent0.wav",
+            "nan": directory / "nan.wav", "directory": directory}
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "text", "binary", "corrupt_wav", "zero_samples",
+                                  "nan", "directory"])
+def test_bad_audio_input_is_one_line_error(tmp_path: Path, weights: Path, case: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    source = _bad_audio(tmp_path)[case]
+    argv = ["encode", str(source), str(out_dir / "x.rtc"), "--kbps", "6", "--weights", str(weights)]
+    assert_fails_cleanly(argv, capsys, out_dir, match=f"cannot read '{source}'")
+
+
+def test_broken_weights_are_a_one_line_error(tmp_path: Path, weights: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    broken, out_dir, source = tmp_path / "broken", tmp_path / "out", tmp_path / "in.wav"
+    shutil.copytree(weights, broken)
+    (broken / CONFIG_FILE).write_text((weights / CONFIG_FILE).read_text().replace('"channels": 4', '"channels": "4"'))
     _write_input(source, SAMPLE_RATE, 1)
-    assert main(["encode", str(source), str(output), "--kbps", kbps, "--weights", str(weights)]) != 0
-    assert "kbps" in capsys.readouterr().err
-    assert not output.exists()
+    out_dir.mkdir()
+    argv = ["encode", str(source), str(out_dir / "x.rtc"), "--kbps", "6", "--weights", str(broken)]
+    assert_fails_cleanly(argv, capsys, out_dir, match="channels must be an integer")
 
 
-def test_no_traceback_in_a_real_process(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "rtcodec.cli", "decode", str(tmp_path / "nope.rtc"), str(tmp_path / "o.wav")],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+@pytest.mark.parametrize("command", ["encode", "decode"])
+def test_an_output_that_cannot_be_written_is_refused_before_the_work(
+    tmp_path: Path, weights: Path, good_rtc: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "in.wav"
+    _write_input(source, SAMPLE_RATE, 1)
+    inputs = {"encode": [str(source)], "decode": [str(good_rtc)]}[command]
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    for output, match in ((out_dir / "no" / "x", "no such directory"), (out_dir, "it is a directory")):
+        argv = [command, *inputs, str(output), "--weights", str(weights)]
+        assert_fails_cleanly(argv + (["--kbps", "6"] if command == "encode" else []), capsys, out_dir, match)
+
+
+@pytest.mark.parametrize(("codec", "kbps"), [("rtcodec", "5.2"), ("rtcodec", "0"), ("rtcodec", "100"),
+                                             ("rtcodec", "nan"), ("rtcodec", "-3"), ("rtcodec", "inf"),
+                                             ("opus", "3"), ("opus", "600"), ("opus", "nan")])
+def test_unknown_bitrate_is_refused(tmp_path: Path, weights: Path, codec: str, kbps: str,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    source, out_dir = tmp_path / "in.wav", tmp_path / "out"
+    _write_input(source, SAMPLE_RATE, 1)
+    out_dir.mkdir()
+    argv = ["encode", str(source), str(out_dir / "x.rtc"), "--kbps", kbps, "--codec", codec,
+            "--weights", str(weights)]
+    assert_fails_cleanly(argv, capsys, out_dir, match="kbps")
+
+
+def test_a_bitrate_that_is_not_a_number_is_a_one_line_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["encode", str(tmp_path / "in.wav"), str(tmp_path / "x.rtc"), "--kbps", "fast"])
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and list(tmp_path.iterdir()) == []
+    assert error == "rtcodec encode: error: argument --kbps: invalid float value: 'fast' (see rtcodec encode -h)\n"
+
+
+def _bad_rtc(path: Path, case: str) -> bytes:
+    """A damaged copy of the .rtc file at `path`."""
+    good = path.read_bytes()
+    packets_start = len(good) - sum(2 + len(record) for record in read_rtc(path)[1])
+    header, packets = good[:packets_start], good[packets_start:]
+    bad_packet = _record(b"\x07\x00\x00\x00\x00")  # version 7
+    opus_packet = _record(Packet(0, np.zeros(0, dtype=np.int64), opus=b"\x08").to_bytes())
+    return {
+        "empty": b"",
+        "wav": b"RIFF" + good[4:],
+        "truncated_header": good[:10],
+        "truncated": good[:-7],
+        "wrong_version": good[:4] + bytes([RTC_FORMAT_VERSION + 1]) + good[5:],
+        "garbage_after_header": header + bytes(range(256)) * 8,
+        "bad_packet": header + bad_packet + packets,
+        "empty_packet": header + _record(b"") + packets,
+        "other_codec_packet": header + opus_packet + packets,
+    }[case]
+
+
+def _record(packet: bytes) -> bytes:
+    return len(packet).to_bytes(2, "big") + packet
+
+
+BAD_RTC = {"missing": "No such file", "empty": "truncated", "wav": "not an .rtc file",
+           "truncated_header": "truncated", "truncated": "truncated", "wrong_version": "format version 2",
+           "garbage_after_header": "truncated", "bad_packet": "packet 0: unsupported packet version 7",
+           "empty_packet": "packet 0: packet truncated", "other_codec_packet": "packet 0 is an Opus packet",
+           "directory": "Is a directory"}
+"""Damaged .rtc inputs, and what their error says."""
+
+
+@pytest.mark.parametrize("command", ["decode", "info"])
+@pytest.mark.parametrize("case", BAD_RTC)
+def test_bad_rtc_file_is_one_line_error(tmp_path: Path, weights: Path, good_rtc: Path, command: str,
+                                        case: str, capsys: pytest.CaptureFixture[str]) -> None:
+    source, out_dir = tmp_path / "in.rtc", tmp_path / "out"
+    out_dir.mkdir()
+    if case == "directory":
+        source = tmp_path
+    elif case != "missing":
+        source.write_bytes(_bad_rtc(good_rtc, case))
+    argv = [command, str(source)]
+    if command == "decode":
+        argv += [str(out_dir / "x.wav"), "--weights", str(weights)]
+    assert_fails_cleanly(argv, capsys, out_dir, match=BAD_RTC[case])
+
+
+@pytest.mark.parametrize(("header", "match"), [
+    (RtcHeader(RTC_FORMAT_VERSION, 8000, FRAME_SAMPLES, "tiny-test", 6.0), "8000 Hz"),
+    (RtcHeader(RTC_FORMAT_VERSION, SAMPLE_RATE, FRAME_SAMPLES, "other-model", 6.0), "model 'other-model'"),
+])
+def test_an_rtc_file_this_build_cannot_decode_is_refused(
+    tmp_path: Path, weights: Path, header: RtcHeader, match: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, out_dir = tmp_path / "in.rtc", tmp_path / "out"
+    out_dir.mkdir()
+    write_rtc(source, [], header)
+    argv = ["decode", str(source), str(out_dir / "x.wav"), "--weights", str(weights)]
+    assert_fails_cleanly(argv, capsys, out_dir, match=match)
+
+
+@pytest.mark.parametrize("command", ["encode", "decode", "info"])
+def test_no_traceback_in_a_real_process(tmp_path: Path, command: str) -> None:
+    truncated = tmp_path / "truncated.rtc"
+    truncated.write_bytes(RTC_MAGIC + bytes([RTC_FORMAT_VERSION]))
+    argv = {"encode": ["encode", str(truncated), str(tmp_path / "x.rtc"), "--kbps", "6", "--codec", "opus"],
+            "decode": ["decode", str(tmp_path / "nope.rtc"), str(tmp_path / "o.wav")],
+            "info": ["info", str(truncated)]}[command]
+    result = subprocess.run([sys.executable, "-m", "rtcodec.cli", *argv], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"rtcodec {command}: error:") and result.stderr.count("\n") == 1
+    assert list(tmp_path.iterdir()) == [truncated]
+
+
+# --- very long inputs --------------------------------------------------------------------------
+
+LONG_SECONDS = 30 * 60
+MAX_MEMORY_PER_AUDIO_BYTE = {"encode": 2.5, "decode": 1.5}
+"""Peak traced memory over the bytes of the audio as float32 (115 MB for LONG_SECONDS): encode
+holds the samples as read and as resampled; decode the decoded audio."""
+
+
+@pytest.fixture(scope="session")
+def long_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """LONG_SECONDS of low-amplitude noise, 16 kHz mono 16-bit (58 MB), written once."""
+    path = tmp_path_factory.mktemp("long") / "long.wav"
+    rng = np.random.default_rng(0)
+    with soundfile.SoundFile(path, "w", SAMPLE_RATE, 1, "PCM_16") as file:
+        for _ in range(LONG_SECONDS // 60):
+            file.write(0.01 * rng.standard_normal(60 * SAMPLE_RATE))
+    return path
+
+
+class NullEncoder:
+    """A codec that costs nothing per frame: what is measured is the command's own memory."""
+
+    name = "null"
+    kbps = 0.5
+    packet = Packet(0, np.zeros(1, dtype=np.int64)).to_bytes()
+
+    def push(self, frame: np.ndarray) -> bytes:
+        return self.packet
+
+
+class NullDecoder:
+    def push(self, packet: Packet | None, following: Packet | None = None) -> np.ndarray:
+        """A new frame each time, as the real decoders return."""
+        return np.zeros(FRAME_SAMPLES, dtype=np.float32)
+
+
+class NullSpec:
+    """Stands in for CodecSpec in `rtcodec.cli`."""
+
+    model_id = "null"
+
+    def __init__(self, name: str, kbps: float, weights: Path | None = None) -> None:
+        self.name = name
+
+    def encoder(self) -> NullEncoder:
+        return NullEncoder()
+
+    def decoder(self) -> NullDecoder:
+        return NullDecoder()
+
+
+def peak_traced_bytes(argv: list[str]) -> int:
+    """Run `rtcodec argv`, which must succeed; the peak of its traced memory (numpy included)."""
+    tracemalloc.start()
+    try:
+        assert main(argv) == 0
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_30_minute_input_encodes_and_decodes_in_bounded_memory(
+    tmp_path: Path, long_wav: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "CodecSpec", NullSpec)
+    packed, decoded = tmp_path / "long.rtc", tmp_path / "long.wav"
+    audio_bytes = LONG_SECONDS * SAMPLE_RATE * 4
+    peaks = {"encode": peak_traced_bytes(["encode", str(long_wav), str(packed), "--kbps", "0.5"]),
+             "decode": peak_traced_bytes(["decode", str(packed), str(decoded)])}
+    for command, peak in peaks.items():
+        assert peak < MAX_MEMORY_PER_AUDIO_BYTE[command] * audio_bytes, (command, peak / audio_bytes)
+    assert soundfile.info(decoded).frames == LONG_SECONDS * SAMPLE_RATE
