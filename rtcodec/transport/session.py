@@ -62,6 +62,11 @@ LINGER_SECONDS: Final = 2.0
 BYE_REPEATS: Final = 3
 BYE_SPACING_SECONDS: Final = 0.02
 """The bye goes out this many times, this far apart, so that one lost datagram cannot hide it."""
+MAX_CONTROL_CHARS: Final = 1024
+"""Longer text messages are not control messages: they are counted as rejected, never parsed."""
+MAX_PACKET_BYTES: Final = 1500
+"""Larger binary messages are rejected before parsing; real packets are far smaller (a 24-codebook
+rtcodec packet with redundancy is about 50 bytes; an Opus frame at 510 kbps about 1300)."""
 STATUS_SECONDS: Final = 0.5
 _ENVELOPE: Final = struct.Struct(">I")
 _CLOCK_MODULO: Final = 1 << 32
@@ -289,21 +294,21 @@ class Session:
                 self._on_packet(message, arrival)
 
     def _on_control(self, message: str) -> None:
-        try:
-            control = json.loads(message)
-        except json.JSONDecodeError:
-            control = None
+        control = None
+        if len(message) <= MAX_CONTROL_CHARS:
+            with suppress(json.JSONDecodeError, RecursionError):
+                control = json.loads(message)
         if not isinstance(control, dict) or control.get("type") not in ("bye", "alive"):
             self._traffic.rejected += 1
         elif control["type"] == "bye":
             last_seq = control.get("last_seq")
-            valid = isinstance(last_seq, int) and 0 <= last_seq < SEQ_MODULO
+            valid = type(last_seq) is int and 0 <= last_seq < SEQ_MODULO
             self._end("the peer hung up", here=False, last_seq=last_seq if valid else None)
 
     def _on_packet(self, message: bytes, arrival: float) -> None:
         try:
-            if len(message) < _ENVELOPE.size:
-                raise PacketError("message shorter than its envelope")
+            if not _ENVELOPE.size <= len(message) <= _ENVELOPE.size + MAX_PACKET_BYTES:
+                raise PacketError(f"a {len(message)}-byte message cannot be one frame's packet")
             (capture_time,) = _ENVELOPE.unpack_from(message)
             packet = Packet.parse(message[_ENVELOPE.size :])
         except PacketError:

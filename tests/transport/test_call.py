@@ -202,3 +202,20 @@ def test_the_demo_writes_its_files_and_summary(tmp_path: Path) -> None:
     assert len(received) == 50 * FRAME_SAMPLES
     assert (tmp_path / "demo" / "call.png").read_bytes().startswith(b"\x89PNG")
     assert "packets sent 50, received 50, lost 0" in str(summary)
+
+
+def test_hostile_messages_are_rejected_without_ending_the_call() -> None:
+    async def call() -> CallStats:
+        caller_peer, callee_peer = await meet()
+        await caller_peer.wait_open(10.0)
+        for junk in ("[" * 200_000, '{"type": "bye", "last_seq": true}' + " " * 2000, b"\x00" * 70_000):
+            caller_peer.send(junk)
+        caller = talker(caller_peer, 0.4)
+        callee = Session(callee_peer, sink=FrameList(), decoder=OpusStreamDecoder())
+        _, stats = await asyncio.gather(caller.run(), callee.run())
+        return stats
+
+    stats = asyncio.run(call())
+    assert stats.rejected == 3
+    assert stats.end_reason == "the peer hung up"
+    assert stats.packets_received >= 15
