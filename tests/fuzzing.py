@@ -8,8 +8,9 @@ as rejected) -> `JitterBuffer.put`; each 20 ms playout tick, while the buffer is
 envelope; the messages here start after it.
 
 `HostileStream` mixes valid packets with mutated, random, foreign (the other codec's), duplicated,
-replayed, held-back (reordered, late) ones, huge sequence-number jumps and long silences, all
-drawn from one `random.Random`: a seed, or hypothesis through `st.randoms()`, replays a stream.
+replayed, held-back (reordered, late) ones, sequence-number jumps (short skips ahead, and restarts
+at a random seq) and long silences, all drawn from one `random.Random`: a seed, or hypothesis
+through `st.randoms()`, replays a stream.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ REPLAY_WINDOW = 500
 """Replays pick among this many of the last valid packets (10 s)."""
 MAX_HELD = 64
 """Packets held back for later (reordered or late) at most; more are lost."""
+SKIP_FRAMES = (1, 64)
+"""Range of a short jump's skip ahead in sequence numbers, with no time passing: beyond a small
+jitter buffer's capacity (overflow) or far beyond it (an outlier, then a new base)."""
 MEAN_JITTER_SECONDS = 0.02
 SILENCE_SECONDS = (1.0, 3.0)
 """Range of the silences in a stream: longer than the jitter buffer's resync_after."""
@@ -227,7 +231,7 @@ class Event(Enum):
     REPLAY = "one of the last REPLAY_WINDOW valid packets again"
     HOLD = "the next packet is held back; the one after it is sent"
     RELEASE = "the oldest held-back packet (reordered, or late)"
-    JUMP = "the next packet, after a jump to a random seq"
+    JUMP = "the next packet, after a jump to a random seq, or (half the time) SKIP_FRAMES ahead"
     SILENCE = "the next packet, after a silence longer than the jitter buffer's resync"
 
 
@@ -235,8 +239,9 @@ WEIGHTS: dict[Event, float] = {
     Event.VALID: 60, Event.MUTATED: 12, Event.RANDOM: 3, Event.FOREIGN: 3, Event.DUPLICATE: 5,
     Event.REPLAY: 3, Event.HOLD: 6, Event.RELEASE: 6, Event.JUMP: 0.5, Event.SILENCE: 0.5,
 }
-"""Mostly valid packets, so that the decoders decode as well as conceal: one packet with a wild
-sequence number mutes today's jitter buffer until its next resync (see tests/test_fuzz.py)."""
+"""Mostly valid packets, so that the decoders decode as well as conceal. A packet with a wild
+sequence number (a mutation, a jump) is the jitter buffer's outlier; after a jump the stream plays
+again once PROBATION packets agree on the new base."""
 
 
 def random_events(rng: random.Random, count: int) -> list[Event]:
@@ -274,6 +279,8 @@ class HostileStream:
             return self._held.popleft()
         if event is Event.HOLD:
             self._held.append(self._next_packet(self._valid))
+        elif event is Event.JUMP and self._rng.random() < 0.5:
+            self._seq = (self._seq + self._rng.randint(*SKIP_FRAMES)) % SEQ_MODULO
         elif event is Event.JUMP:
             self._seq = self._rng.randrange(SEQ_MODULO)
         elif event is Event.SILENCE:

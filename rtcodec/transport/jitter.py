@@ -15,6 +15,13 @@ frames above target for half a second, it skips frames to come back to one above
 that arrive after their tick are late; arrivals that span more than `capacity` frames push the
 playout index forward (overflow). An arrival after a gap of `resync_after` seconds starts afresh:
 new index base, new jitter history, and a new pre-roll.
+
+A packet more than `capacity` frames outside the window (ahead of the newest index, or behind the
+playout index) is an outlier: dropped, so that one stray sequence number cannot become the newest
+and make every genuine packet late. Only when PROBATION consecutive arrivals are outliers with
+consecutive sequence numbers (RFC 3550 appendix A.1's probation: the sender really restarted its
+sequence numbers) does the buffer start afresh there, as after a gap; the probation packets before
+the last one stay dropped.
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ SHRINK_WINDOW: Final = FRAME_RATE // 2
 """Pops (half a second) that the buffer must stay above target before it skips frames."""
 SHRINK_MARGIN: Final = 2
 """Frames above target, throughout SHRINK_WINDOW, that make the buffer skip frames."""
+PROBATION: Final = 2
+"""Consecutive outliers, with consecutive sequence numbers, that move the stream to a new base."""
 
 
 class PutResult(Enum):
@@ -48,6 +57,7 @@ class PutResult(Enum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
     LATE = "late"
+    OUTLIER = "outlier"
 
 
 @dataclass
@@ -69,7 +79,10 @@ class JitterCounters:
     skipped: int = 0
     """Frames skipped to shrink the delay after the buffer stayed above target."""
     resyncs: int = 0
-    """Fresh starts after a gap in arrivals."""
+    """Fresh starts: after a gap in arrivals, or after PROBATION outliers agreed on a new base."""
+    outlier: int = 0
+    """Packets more than `capacity` frames outside the window; dropped (a stray sequence number,
+    or the first of a restarted stream's probation packets)."""
 
 
 class JitterBuffer:
@@ -144,6 +157,13 @@ class JitterBuffer:
             self._resync()
         self._last_arrival = arrival
         index = self._extend(packet.seq)
+        if self._is_outlier(index):
+            if self._on_probation(packet.seq):
+                return PutResult.OUTLIER
+            self._resync()
+            index = self._extend(packet.seq)
+        else:
+            self._probation_seq = None
         if index in self._seen:
             self.counters.duplicate += 1
             return PutResult.DUPLICATE
@@ -200,6 +220,29 @@ class JitterBuffer:
         self._target = self._min_frames
         self._min_excess = math.inf
         self._window_pops = 0
+        self._probation_seq: int | None = None
+        self._probation_count = 0
+
+    def _is_outlier(self, index: int) -> bool:
+        """Whether `index` lies more than `capacity` frames ahead of the newest index or behind
+        the playout index."""
+        if self._newest is None or self._next is None:
+            return False
+        return index > self._newest + self._capacity or index < self._next - self._capacity
+
+    def _on_probation(self, seq: int) -> bool:
+        """Count the outlier `seq`; whether the stream stays where it is (False: PROBATION
+        consecutive outliers with consecutive sequence numbers moved it, and this one is not an
+        outlier but the first packet of the new base)."""
+        if self._probation_seq is not None and seq == (self._probation_seq + 1) % SEQ_MODULO:
+            self._probation_count += 1
+        else:
+            self._probation_count = 1
+        self._probation_seq = seq
+        if self._probation_count >= PROBATION:
+            return False
+        self.counters.outlier += 1
+        return True
 
     def _resync(self) -> None:
         self._expected_before += self._epoch_span()
@@ -248,8 +291,11 @@ class JitterBuffer:
     def _discard(self, count: int) -> int:
         """Advance the playout index by `count` frames; the number of stored packets dropped."""
         assert self._next is not None
-        dropped = sum(self._packets.pop(self._next + i, None) is not None for i in range(count))
         self._next += count
+        stale = [index for index in self._packets if index < self._next]  # at most `capacity`
+        for index in stale:
+            del self._packets[index]
+        dropped = len(stale)
         self._forget_old_indices()
         return dropped
 

@@ -157,6 +157,7 @@ class Session:
             concealed=counters.concealed,
             stretched=counters.stretched,
             skipped=counters.skipped,
+            outlier=counters.outlier,
             jitter_target_ms=round(self._jitter.target_frames * FRAME_SECONDS * 1000, 1),
             jitter_delay_p50_ms=self._buffer_delay.percentile_ms(50),
             one_way_delay_p50_ms=self._one_way.percentile_ms(50),

@@ -55,6 +55,8 @@ class CallStats:
     """Messages that were not valid packets or control messages; dropped."""
     overflow: int
     """Packets dropped because the jitter buffer was full."""
+    outlier: int
+    """Packets whose sequence number lay far outside the stream's window; dropped."""
     frames_played: int
     concealed: int
     """Played frames that had no packet of their own (decoder concealment or FEC)."""

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from rtcodec.bitstream import SEQ_MODULO, Packet
 from rtcodec.transport.jitter import (
     FRAME_SECONDS,
+    PROBATION,
     SHRINK_WINDOW,
     JitterBuffer,
     PutResult,
@@ -197,4 +198,68 @@ def test_duplicate_detection_memory_stays_bounded_in_a_long_call() -> None:
         buffer.put(packet(seq), seq * FRAME_SECONDS)
         buffer.pop()
     assert buffer.put(packet(995), 20.0) is PutResult.DUPLICATE
-    assert buffer.put(packet(100), 20.0) is PutResult.LATE  # forgotten long ago: just late
+    assert buffer.put(packet(100), 20.0) is PutResult.OUTLIER  # forgotten long ago, far behind
+
+
+def test_one_stray_sequence_number_is_an_outlier_and_the_stream_plays_on() -> None:
+    buffer = JitterBuffer(capacity=10)
+    arrive(buffer, [0, 1, 2])
+    assert played(buffer, 1) == [0]
+    assert buffer.put(packet(20_000), 0.06) is PutResult.OUTLIER  # far ahead: not the newest
+    assert buffer.put(packet(3), 0.06) is PutResult.ACCEPTED
+    assert buffer.put(packet(65_000), 0.07) is PutResult.OUTLIER  # far behind the playout index
+    assert buffer.put(packet(4), 0.08) is PutResult.ACCEPTED
+    assert played(buffer, 4) == [1, 2, 3, 4]
+    assert buffer.counters.outlier == 2 and buffer.counters.late == 0
+    assert buffer.counters.resyncs == 0 and buffer.lost == 0
+
+
+def test_packets_just_inside_the_capacity_window_are_not_outliers() -> None:
+    buffer = JitterBuffer(max_frames=5, capacity=5)
+    arrive(buffer, [100])
+    assert played(buffer, 1) == [100]
+    assert buffer.put(packet(96), 0.02) is PutResult.LATE  # playout index - capacity
+    assert buffer.put(packet(95), 0.02) is PutResult.OUTLIER
+    assert buffer.put(packet(107), 0.02) is PutResult.OUTLIER  # newest + capacity + 1
+    assert buffer.put(packet(105), 0.02) is PutResult.ACCEPTED  # newest + capacity
+    assert buffer.put(packet(110), 0.02) is PutResult.ACCEPTED  # overflow: playout moves up
+    assert buffer.counters.outlier == 2 and buffer.counters.overflow == 1
+    assert played(buffer, 1) == [None]  # 101..105 dropped (105 stored, overflow): 106 missing
+
+
+def test_a_sender_that_restarts_its_sequence_numbers_plays_again_after_probation() -> None:
+    assert PROBATION == 2
+    buffer = JitterBuffer(min_frames=2, capacity=10)
+    arrive(buffer, list(range(10)))
+    assert played(buffer, 10) == list(range(10))
+    restart = 30_000  # no gap in arrivals: the sender restarted far away in sequence space
+    at = 10 * FRAME_SECONDS
+    assert buffer.put(packet(restart), at) is PutResult.OUTLIER  # probation: maybe a stray one
+    assert buffer.put(packet(restart + 1), at) is PutResult.ACCEPTED  # agreed: a fresh epoch
+    assert buffer.counters.resyncs == 1 and buffer.counters.outlier == 1
+    buffer.put(packet(restart + 2), at + FRAME_SECONDS)
+    assert played(buffer, 2) == [restart + 1, restart + 2]
+    for offset in range(3, 50):
+        result = buffer.put(packet(restart + offset), at + offset * FRAME_SECONDS)
+        assert result is PutResult.ACCEPTED
+        assert played(buffer, 1) == [restart + offset]
+    assert buffer.put(packet(9), 2.0) is PutResult.OUTLIER  # a straggler of the old stream
+    assert buffer.counters.late == 0 and buffer.counters.concealed == 0 and buffer.lost == 0
+
+
+def test_outliers_that_do_not_agree_never_move_the_stream() -> None:
+    buffer = JitterBuffer(capacity=10)
+    arrive(buffer, [0])
+    for seq in [20_000, 20_002, 40_000, 40_000, 30_000, 29_999, 50_000]:
+        assert buffer.put(packet(seq), 0.0) is PutResult.OUTLIER
+    assert buffer.counters.resyncs == 0 and buffer.counters.outlier == 7
+    assert buffer.put(packet(1), FRAME_SECONDS) is PutResult.ACCEPTED  # ends the probation
+    assert buffer.put(packet(50_001), FRAME_SECONDS) is PutResult.OUTLIER
+    assert played(buffer, 2) == [0, 1]
+
+
+def test_overflow_after_a_jump_costs_the_stored_packets_not_the_jump() -> None:
+    buffer = JitterBuffer(min_frames=1, max_frames=4, capacity=5)
+    arrive(buffer, [0, 1, 2])
+    assert buffer._discard(10**12) == 3  # loops over the 3 stored packets, not 10**12 frames
+    assert buffer.counters.overflow == 0 and buffer.buffered_frames == 0
