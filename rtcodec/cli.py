@@ -141,7 +141,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     spec = _spec(args)
     if spec.name == RTCODEC_NAME:
-        print(f"rtcodec model: {spec.model_id}")
+        print(_describe_model(spec))
     print(run_demo(args.out, spec.encoder, spec.decoder, input_path=args.input))
 
 
@@ -184,6 +184,18 @@ def _simulated_network(args: argparse.Namespace) -> Network:
     else:
         loss = Bernoulli(rate) if rate else NoLoss()
     return Network(loss=loss, delay=Delay(args.delay, args.jitter))
+
+
+def _describe_model(spec: CodecSpec) -> str:
+    """One honest line about the neural model: its id, training and measured dev quality."""
+    from rtcodec.codec import load
+
+    extra = load(spec.weights).config.extra
+    metrics = extra.get("dev_metrics", {})
+    if not isinstance(metrics, dict) or "pesq@6" not in metrics:
+        return f"rtcodec model: {spec.model_id} (untrained: no training record, expect noise)"
+    return (f"rtcodec model: {spec.model_id} ({extra.get('steps')} training steps; dev PESQ-WB "
+            f"{metrics['pesq@6']:.2f}, STOI {metrics.get('stoi@6', float('nan')):.2f} at 6 kbps)")
 
 
 def _add_codec_options(parser: argparse.ArgumentParser, default_kbps: float) -> None:

@@ -368,5 +368,6 @@ def train(config: TrainConfig) -> Path:
     trainer = Trainer(config)
     trainer.run()
     if dist.is_initialized():
+        dist.barrier()  # rank 0 may still be writing the checkpoint: tear down together
         dist.destroy_process_group()
     return trainer.run_dir
