@@ -121,7 +121,7 @@ def read_audio(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     mono, rate = _read_mono(path)
-    return resample(_checked_mono(mono, f"cannot read '{path}'"), rate)
+    return resample(checked_mono(mono, f"cannot read '{path}'"), rate)
 
 
 def resample(audio: np.ndarray, from_rate: int, to_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -129,7 +129,7 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int = SAMPLE_RATE) -> n
 
     Returns float32 [ceil(samples * to_rate / from_rate)], clipped to [-1, 1].
     """
-    audio = _checked_mono(audio, "cannot resample")
+    audio = checked_mono(audio, "cannot resample")
     if from_rate <= 0 or to_rate <= 0:
         raise ValueError(f"sample rates must be positive, got {from_rate} -> {to_rate} Hz")
     common = math.gcd(from_rate, to_rate)
@@ -144,7 +144,7 @@ def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RAT
     `path` either keeps its old content or gets the whole new file, never a partial one.
     Written in blocks, so that no copy of a long `audio` is made."""
     path = Path(path)
-    audio = _checked_mono(audio, f"cannot write '{path}'")
+    audio = checked_mono(audio, f"cannot write '{path}'")
     with (
         atomic_path(path) as temporary,
         soundfile.SoundFile(temporary, "w", sample_rate, 1, "PCM_16", format="WAV") as file,
@@ -158,7 +158,7 @@ def frames(audio: np.ndarray) -> Iterator[np.ndarray]:
 
     The frames are views of `audio` (when it is float32) but for the padded last one.
     """
-    return _frames(_checked_mono(audio, "cannot split into frames"))
+    return _frames(checked_mono(audio, "cannot split into frames"))
 
 
 def _frames(audio: np.ndarray) -> Iterator[np.ndarray]:
@@ -339,7 +339,7 @@ def _unreadable(path: Path, reason: str) -> AudioError:
     return AudioError(f"cannot read '{path}': {reason}")
 
 
-def _checked_mono(audio: np.ndarray, context: str) -> np.ndarray:
+def checked_mono(audio: np.ndarray, context: str) -> np.ndarray:
     """`audio` as float32 [samples]; AudioError starting with `context` if not finite mono audio."""
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1:

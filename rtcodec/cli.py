@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from rtcodec.netsim import Network
 
 EXPECTED_ERRORS = (AudioError, PacketError, ConfigError, WeightsError, SignallingError, PeerError, ValueError, OSError)
-
-Command = Callable[[argparse.Namespace], None]
 
 
 def cmd_encode(args: argparse.Namespace) -> None:

@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from rtcodec.audio import checked_frame
+from rtcodec.audio import AudioError, checked_frame, checked_mono
 from rtcodec.bitstream import MAX_REDUNDANT_FRAMES, SEQ_MODULO, Packet
 from rtcodec.config import FRAME_SAMPLES, CodecConfig, kbps_for_codebooks
 from rtcodec.fastpath import FastDecoderCore, FastEncoderCore
@@ -34,11 +34,9 @@ def shipped_weights() -> Path:
 
 def _as_audio(audio: np.ndarray) -> torch.Tensor:
     """Validated float32 [samples], zero-padded to whole frames -> tensor [1, 1, samples']."""
-    array = np.asarray(audio, dtype=np.float32)
-    if array.ndim != 1 or len(array) == 0:
-        raise ValueError(f"audio must be a non-empty mono array [samples], got shape {array.shape}")
-    if not np.isfinite(array).all():
-        raise ValueError("audio contains NaN or infinite samples")
+    array = checked_mono(audio, "cannot encode")
+    if len(array) == 0:
+        raise AudioError("cannot encode: the audio is empty")
     padded = np.pad(np.clip(array, -1.0, 1.0), (0, -len(array) % FRAME_SAMPLES))
     return torch.from_numpy(padded)[None, None, :]
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from rtcodec.audio import frames
 from rtcodec.bitstream import HEADER_BYTES, Packet, PacketError
-from rtcodec.config import FRAME_RATE, FRAME_SAMPLES
+from rtcodec.config import FRAME_RATE
 from rtcodec.netsim.fec import rebuilds_previous
 from rtcodec.netsim.models import LinkCounters, Network
 from rtcodec.protocols import StreamDecoder, StreamEncoder
