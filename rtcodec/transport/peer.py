@@ -5,6 +5,10 @@ text messages. The channel is negotiated out of band (same id on both ends), so 
 it from the start and no message can arrive before someone listens: incoming messages wait in
 `Peer.incoming` with their arrival time on the loop clock.
 
+A peer cannot flood the other: incoming messages pass a token bucket (`MessageRateLimit`, a few
+times the packet rate) and wait in a bounded queue; the excess is dropped on arrival and counted
+in `Peer.dropped`, so memory stays bounded and the call goes on.
+
 What a peer advertises can be rewritten on its way out (`rewrite_sdp`): the network simulator's
 UDP relay (rtcodec.netsim.relay) uses that to put itself between two peers.
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import aioice.ice
@@ -26,18 +31,70 @@ from aiortc import (
     RTCSessionDescription,
 )
 
+from rtcodec.config import FRAME_RATE
+
 Message = bytes | str
 """A data-channel message: binary (a packet) or text (control)."""
 
 CHANNEL_LABEL: Final = "rtcodec"
 CHANNEL_ID: Final = 0
 """SCTP stream id of the negotiated channel: the same on both ends."""
+MESSAGE_RATE: Final = 4.0 * FRAME_RATE
+"""Incoming messages per second a peer may sustain: four times the packet rate (one packet per
+20 ms frame, plus a keepalive per second and a few byes), so that an honest peer never meets it."""
+MESSAGE_BURST: Final = FRAME_RATE
+"""Incoming messages a peer may send at once: one second of packets, so that the packets a network
+stall held back still pass when they arrive together."""
+INCOMING_QUEUE_SIZE: Final = 2 * MESSAGE_BURST
+"""Messages `Peer.incoming` holds; more arrive only when nobody reads, and are dropped."""
 _LOOPBACK_IPV4: Final = "127.0.0.1"
 _FAILED_STATES: Final = frozenset({"failed", "closed"})
 
 
 class PeerError(ConnectionError):
     """The peer connection could not be established or was lost."""
+
+
+class MessageRateLimit:
+    """A token bucket: on average `rate` messages per second, up to `burst` of them at once."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        rate: float = MESSAGE_RATE,
+        burst: int = MESSAGE_BURST,
+    ) -> None:
+        """`clock`: seconds, monotonic (the loop clock). The bucket starts full."""
+        self._clock = clock
+        self._rate = rate
+        self._burst = burst
+        self._tokens = float(burst)
+        self._refilled_at = clock()
+
+    def allow(self) -> bool:
+        """Whether one more message may pass now; if so, it uses up a token."""
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._refilled_at) * self._rate)
+        self._refilled_at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+@dataclass
+class DroppedMessages:
+    """Incoming messages dropped on arrival, before anyone read them."""
+
+    rate_limited: int = 0
+    """Over the peer's MessageRateLimit."""
+    queue_full: int = 0
+    """Arrived while `Peer.incoming` held INCOMING_QUEUE_SIZE messages."""
+
+    @property
+    def total(self) -> int:
+        """Every message dropped on arrival, for whatever reason."""
+        return self.rate_limited + self.queue_full
 
 
 def ice_servers(
@@ -75,8 +132,12 @@ class Peer:
         still uses what it gathered. Create it inside the running event loop that will use it."""
         _gather_loopback_when_alone()
         self._rewrite_sdp = rewrite_sdp
-        self.incoming: asyncio.Queue[tuple[Message, float]] = asyncio.Queue()
+        self._clock = asyncio.get_running_loop().time
+        self.incoming: asyncio.Queue[tuple[Message, float]] = asyncio.Queue(INCOMING_QUEUE_SIZE)
         """Messages as they arrived, each with its arrival time on the loop clock."""
+        self.dropped = DroppedMessages()
+        """Messages that never reached `incoming`: over the rate limit or with the queue full."""
+        self._rate_limit = MessageRateLimit(self._clock)
         self.closed = asyncio.Event()
         """Set once the channel or the connection has closed or failed, from either side."""
         self._opened = asyncio.Event()
@@ -105,7 +166,9 @@ class Peer:
         await self._set_remote(answer_sdp, "answer")
 
     async def wait_open(self, timeout: float) -> None:
-        """Wait until the data channel is open; PeerError if it fails or takes over `timeout` s."""
+        """Wait until the data channel is open. PeerError saying why as soon as the connection
+        fails (no ICE path; a DTLS handshake that failed, e.g. on a certificate that does not
+        match the signalled fingerprint) or closes, or once `timeout` s have passed."""
         opened = asyncio.ensure_future(self._opened.wait())
         closed = asyncio.ensure_future(self.closed.wait())
         try:
@@ -116,8 +179,7 @@ class Peer:
             opened.cancel()
             closed.cancel()
         if not self._opened.is_set() or self.closed.is_set():
-            state = self._connection.connectionState
-            raise PeerError(f"the peer connection did not open within {timeout:g} s ({state})")
+            raise PeerError(self._why_not_open(timeout))
 
     def send(self, message: Message) -> None:
         """Send one message; silently dropped once the channel has closed (the call is ending)."""
@@ -148,8 +210,31 @@ class Peer:
         except ValueError as error:
             raise PeerError(f"the remote {kind} is not usable SDP: {error}") from None
 
+    def _why_not_open(self, timeout: float) -> str:
+        """Why the data channel is not open, for a PeerError."""
+        dtls = self._channel.transport.transport
+        ice = dtls.transport
+        if dtls.state == "failed":
+            return (
+                "the DTLS handshake with the peer failed: its certificate does not match the "
+                "fingerprint in its SDP (altered signalling?), or the handshake broke off"
+            )
+        if ice.state == "failed":
+            return "ICE found no working path to the peer"
+        if self.closed.is_set():
+            return "the peer connection closed before the data channel opened"
+        states = f"ICE {ice.state}, DTLS {dtls.state}"
+        return f"the data channel did not open within {timeout:g} s ({states})"
+
     def _deliver(self, message: Message) -> None:
-        self.incoming.put_nowait((message, asyncio.get_running_loop().time()))
+        """Queue an arriving message with its arrival time, unless the queue is full or the peer
+        is over its rate limit: then drop it and count it."""
+        if self.incoming.full():
+            self.dropped.queue_full += 1
+        elif not self._rate_limit.allow():
+            self.dropped.rate_limited += 1
+        else:
+            self.incoming.put_nowait((message, self._clock()))
 
     def _on_connection_state(self) -> None:
         if self._connection.connectionState in _FAILED_STATES:

@@ -53,6 +53,9 @@ class CallStats:
     duplicate: int
     rejected: int
     """Messages that were not valid packets or control messages; dropped."""
+    flooded: int
+    """Messages dropped on arrival, unread: over the peer's rate limit or with the incoming queue
+    full (rtcodec.transport.peer)."""
     overflow: int
     """Packets dropped because the jitter buffer was full."""
     outlier: int

@@ -11,16 +11,14 @@ import numpy as np
 import pytest
 import soundfile
 
-from rtcodec.audio import FileSource, WavFileSink, default_speech, write_wav
+from calls import KBPS, FrameList, meet, speech, talker
+from rtcodec.audio import FileSource, WavFileSink, write_wav
 from rtcodec.bitstream import Packet
 from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE
 from rtcodec.codecs import CodecSpec
 from rtcodec.demo import run_demo
 from rtcodec.opus import OpusStreamDecoder, OpusStreamEncoder
-from rtcodec.transport import CallStats, CodecChoice, JitterBuffer, Peer, Session, connect, listen
-
-KBPS = 16.0
-OPUS = CodecChoice("opus", KBPS)
+from rtcodec.transport import CallStats, JitterBuffer, Peer, Session
 
 
 class RecordingEncoder:
@@ -42,40 +40,6 @@ class RecordingEncoder:
         packet = self.inner.push(frame)
         self.packets.append(packet)
         return packet
-
-
-class FrameList:
-    """A FrameSink that keeps the float frames (a WAV file would round them to 16 bits)."""
-
-    def __init__(self) -> None:
-        self.frames: list[np.ndarray] = []
-        self.closed = False
-
-    def write_frame(self, frame: np.ndarray) -> None:
-        self.frames.append(np.array(frame, dtype=np.float32))
-
-    def close(self) -> None:
-        self.closed = True
-
-
-async def meet() -> tuple[Peer, Peer]:
-    """Two peers (caller, callee) connected through TCP signalling on 127.0.0.1."""
-    caller, callee = Peer(), Peer()
-    async with await listen("127.0.0.1", 0) as listener:
-        await asyncio.gather(
-            listener.accept(callee, OPUS, token="secret"),
-            connect(caller, OPUS, port=listener.port, token="secret"),
-        )
-    return caller, callee
-
-
-def speech(seconds: float) -> np.ndarray:
-    return default_speech(seconds).audio
-
-
-def talker(peer: Peer, seconds: float) -> Session:
-    """A session that sends `seconds` of speech with Opus and receives nothing."""
-    return Session(peer, source=FileSource(speech(seconds)), encoder=OpusStreamEncoder(KBPS))
 
 
 def test_without_loss_the_callee_plays_exactly_the_offline_decode_of_the_packets() -> None:
