@@ -562,7 +562,7 @@ class LyraStreamDecoder:
         self._dequantize = _lyra_signature(models, "quantizer", "decode")
         self._synthesize = _lyra_signature(models, "lyragan", "serving_default")
 
-    def push(self, packet: Packet | None, following: Packet | None = None) -> np.ndarray:
+    def push(self, packet: Packet | None, following: Sequence[Packet | None] = ()) -> np.ndarray:
         if packet is None:
             return np.zeros(FRAME_SAMPLES, dtype=np.float32)
         indices = np.full(LYRA_MAX_QUANTIZERS, -1, dtype=np.int32)

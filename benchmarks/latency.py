@@ -394,7 +394,7 @@ class TimedDecoder:
         self.inner = inner
         self.seconds: list[float] = []
 
-    def push(self, packet: Packet | None, following: Packet | None = None) -> np.ndarray:
+    def push(self, packet: Packet | None, following: Sequence[Packet | None] = ()) -> np.ndarray:
         started = time.perf_counter()
         audio = self.inner.push(packet, following)
         self.seconds.append(time.perf_counter() - started)

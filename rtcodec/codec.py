@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections import deque
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Protocol
@@ -195,20 +196,29 @@ class RtcStreamDecoder:
         """Packets that this model cannot decode, concealed instead."""
         return self._corrupt_packets
 
-    def push(self, packet: Packet | None, following: Packet | None = None) -> np.ndarray:
+    def push(self, packet: Packet | None, following: Sequence[Packet | None] = ()) -> np.ndarray:
         """Decode one frame -> float32 [FRAME_SAMPLES] in [-1, 1].
 
-        A lost frame is rebuilt from the coarse codes that `following` carries for it (redundancy)
-        when it has them; otherwise the decoder conceals it from the "lost" marker.
+        A lost frame is rebuilt from the coarse codes that the nearest packet of `following`
+        (`following[d - 1]`: d frames later) carries for it in its redundancy, when one does;
+        otherwise the decoder conceals it from the "lost" marker.
         """
         if packet is not None:
             if self._decodable(packet):
                 return self._core(packet.codes)
             self._corrupt_packets += 1
             return self._core(None)
-        if following is not None and following.redundancy and self._fits(following.redundancy[0]):
-            return self._core(following.redundancy[0])
-        return self._core(None)
+        return self._core(self._redundant_codes(following))
+
+    def _redundant_codes(self, following: Sequence[Packet | None]) -> np.ndarray | None:
+        """The lost frame's coarse codes from the nearest later packet that carries codes of it
+        that this model decodes; None when no packet in `following` does."""
+        for distance, later in enumerate(following, 1):
+            if later is not None and len(later.redundancy) >= distance:
+                codes = later.redundancy[distance - 1]
+                if self._fits(codes):
+                    return codes
+        return None
 
     def _decodable(self, packet: Packet) -> bool:
         return not packet.is_opus and self._fits(packet.codes)

@@ -7,6 +7,8 @@ value), so every encoder setting goes through `encoder_ctl` directly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import opuslib
 import opuslib.api.ctl
@@ -94,18 +96,20 @@ class OpusStreamDecoder:
         """Packets that are not Opus or whose payload libopus rejected, concealed instead."""
         return self._corrupt_packets
 
-    def push(self, packet: Packet | None, following: Packet | None = None) -> np.ndarray:
+    def push(self, packet: Packet | None, following: Sequence[Packet | None] = ()) -> np.ndarray:
         """Decode the next frame: float32 [FRAME_SAMPLES] in [-1, 1].
 
-        `packet` None means lost: the frame is rebuilt from the in-band FEC of `following` if
-        given (libopus falls back to concealment when `following` carries none), else concealed.
-        A packet that is not Opus counts as corrupt (a `following` one gives no FEC); nothing that
-        arrives from the network raises.
+        `packet` None means lost: the frame is rebuilt from the in-band FEC of the next packet,
+        `following[0]`, if it has arrived (libopus falls back to concealment when it carries
+        none), else concealed; Opus FEC reaches back one frame only, so later packets go unused.
+        A packet that is not Opus counts as corrupt (as the next packet, it gives no FEC);
+        nothing that arrives from the network raises.
         """
         if packet is not None:
             return self._decode(packet.opus, fec=False)
-        if following is not None and following.is_opus:
-            return self._decode(following.opus, fec=True)
+        next_packet = following[0] if following else None
+        if next_packet is not None and next_packet.is_opus:
+            return self._decode(next_packet.opus, fec=True)
         return self._conceal()
 
     def _decode(self, payload: bytes, *, fec: bool) -> np.ndarray:

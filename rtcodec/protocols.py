@@ -6,6 +6,7 @@ float32 numpy arrays in [-1, 1] of shape [FRAME_SAMPLES]; packets cross them as 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
@@ -34,11 +35,14 @@ class StreamEncoder(Protocol):
 class StreamDecoder(Protocol):
     """Turns one packet, or a lost one, into 20 ms of audio, keeping its state between calls."""
 
-    def push(self, packet: Packet | None, following: Packet | None = None) -> np.ndarray:
+    def push(self, packet: Packet | None, following: Sequence[Packet | None] = ()) -> np.ndarray:
         """Decode the next frame: float32 [FRAME_SAMPLES] in [-1, 1].
 
-        `packet` is None when the frame was lost; `following` is then the next frame's packet if it
-        has already arrived, so that redundancy (rtcodec) or in-band FEC (Opus) can rebuild the
-        lost frame. Otherwise the decoder conceals.
+        `packet` is None when the frame was lost. `following` holds the packets after this frame
+        that have already arrived: `following[d - 1]` is the packet d frames later, or None if it
+        has not arrived; at most MAX_REDUNDANT_FRAMES of them (as far as redundancy reaches back),
+        possibly fewer or none. From them the decoder rebuilds a lost frame if it can (rtcodec:
+        the nearest packet whose redundancy reaches back to it; Opus: the next packet's in-band
+        FEC), and conceals it otherwise.
         """
         ...

@@ -118,3 +118,31 @@ def test_quality_without_data_says_so(tmp_path: Path) -> None:
     result = run_benchmark("quality.py", "--data", tmp_path / "none")
     assert result.returncode != 0
     assert "no speech data" in result.stderr
+
+
+def test_longcall_writes_results(tiny_weights: Path, tmp_path: Path) -> None:
+    """--quick, made shorter still: both drifts run, RSS is read at every checkpoint, and the
+    buffer corrects in the direction of the drift."""
+    out = tmp_path / "out"
+    result = run_benchmark(
+        "longcall.py", "--quick", "--minutes", "0.5", "--weights", tiny_weights, "--out", out,
+    )
+    assert_succeeded(result)
+    data = json.loads((out / "longcall.json").read_text())
+    assert {"settings", "rss_at_start_mib", "rss_ready_mib", "runs", "checks"} <= data.keys()
+    assert data["settings"]["label"] == "rtcodec 6 kbps" and data["settings"]["minutes"] == 0.5
+    assert [run["drift"] for run in data["runs"]] == [0.01, -0.01]
+    for run in data["runs"]:
+        readings = run["rss"]["readings"]
+        assert [reading["at"] for reading in readings] == [
+            "warm-up", "checkpoint", "end of call", "after the call"
+        ]  # at 10, 20, 29.98 s (the last frame sent), and once the call is over
+        assert all(reading["rss_mib"] > 0 for reading in readings)
+        assert run["stats"]["frames_sent"] == 1500
+        assert len(run["series"]["delay_mean_ms"]) >= 30 and run["series"]["bin_s"] == 1
+        assert 0 < run["delay_ms"]["min"] <= run["delay_ms"]["max"]
+    fast, slow = (run["corrections"] for run in data["runs"])
+    assert fast["stretched"] > 0 == fast["skipped"] and slow["skipped"] > 0 == slow["stretched"]
+    assert len(data["checks"]) == 10
+    assert (out / "longcall.png").stat().st_size > 0
+    assert "| +1.0% | 1500 |" in (out / "longcall.md").read_text()

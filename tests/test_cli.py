@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import tracemalloc
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -288,7 +289,7 @@ class NullEncoder:
 
 
 class NullDecoder:
-    def push(self, packet: Packet | None, following: Packet | None = None) -> np.ndarray:
+    def push(self, packet: Packet | None, following: Sequence[Packet | None] = ()) -> np.ndarray:
         """A new frame each time, as the real decoders return."""
         return np.zeros(FRAME_SAMPLES, dtype=np.float32)
 

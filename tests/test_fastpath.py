@@ -87,7 +87,8 @@ def _differs_at_tie(model: NeuralCodec, latent: torch.Tensor, expected: np.ndarr
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_fast_stream_matches_reference(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Encode with random per-packet bitrate switches and redundancy, then decode the reference's
-    packets with random losses: some rebuilt from the next packet's redundancy, some concealed."""
+    packets with random losses: some rebuilt from the redundancy of the next packet or of the
+    one after it, some concealed."""
     rates = RATES[name]
     model = untrained(CONFIGS[name], seed=1).model
     with torch.no_grad():
@@ -119,9 +120,14 @@ def test_fast_stream_matches_reference(name: str, monkeypatch: pytest.MonkeyPatc
     reference_decoder, fast_decoder = _decoder(model, fast=False), _decoder(model, fast=True)
     worst, lost = 0.0, 0
     for i, packet in enumerate(packets):
-        following = packets[i + 1] if i + 1 < len(packets) else None
+        following = tuple(packets[i + 1 : i + 1 + REDUNDANCY])
         chance = rng.random()
-        args = (None, following) if chance < 0.1 else (None, None) if chance < 0.15 else (packet, None)
+        if chance < 0.1:
+            args = (None, following)
+        elif chance < 0.15:  # the next packet is lost too: rebuilt from the one after it
+            args = (None, (None, *following[1:]))
+        else:
+            args = (None, ()) if chance < 0.2 else (packet, ())
         lost += args[0] is None
         expected_audio, got_audio = reference_decoder.push(*args), fast_decoder.push(*args)
         assert got_audio.dtype == np.float32 and got_audio.shape == (FRAME_SAMPLES,)
@@ -174,7 +180,7 @@ def test_packets_the_model_cannot_decode_are_concealed_and_counted() -> None:
         decoder, concealing = _decoder(model, fast), _decoder(model, fast)
         for packet in (too_many, opus):
             assert np.array_equal(decoder.push(packet), concealing.push(None))
-        assert np.array_equal(decoder.push(None, redundant_too_many), concealing.push(None))
+        assert np.array_equal(decoder.push(None, (redundant_too_many,)), concealing.push(None))
         assert decoder.corrupt_packets == 2 and concealing.corrupt_packets == 0
 
 

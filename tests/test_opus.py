@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtcodec.bitstream import SEQ_MODULO, Packet
+from rtcodec.bitstream import MAX_REDUNDANT_FRAMES, SEQ_MODULO, Packet
 from rtcodec.config import FRAME_RATE, FRAME_SAMPLES, SAMPLE_RATE
 from rtcodec.opus import OpusStreamDecoder, OpusStreamEncoder
 
@@ -36,10 +36,10 @@ def encode(signal: np.ndarray, encoder: OpusStreamEncoder) -> list[Packet]:
 
 
 def decode(packets: list[Packet | None], *, fec: bool = False) -> np.ndarray:
-    """Decode a stream in which None is a lost packet: rebuilt from the next packet if `fec`."""
+    """Decode a stream in which None is a lost packet: rebuilt from the packets after it if `fec`."""
     decoder = OpusStreamDecoder()
-    following = [*packets[1:], None] if fec else [None] * len(packets)
-    return np.concatenate([decoder.push(p, n) for p, n in zip(packets, following, strict=True)])
+    depth = MAX_REDUNDANT_FRAMES if fec else 0
+    return np.concatenate([decoder.push(p, tuple(packets[i + 1 : i + 1 + depth])) for i, p in enumerate(packets)])
 
 
 def delay_by_cross_correlation(original: np.ndarray, decoded: np.ndarray) -> int:
@@ -112,6 +112,23 @@ def test_in_band_fec_beats_concealment(decoder_delay: int) -> None:
     assert fec_snr > plc_snr + 2.0
 
 
+def test_in_band_fec_comes_from_the_next_packet_only() -> None:
+    """Opus FEC reaches back one frame: packets further after a lost frame change nothing."""
+    packets = encode(speech_like(0.4), OpusStreamEncoder(24, fec=True, packet_loss_perc=20))
+    lost = 12
+
+    def decode_lost(following: tuple[Packet | None, ...]) -> np.ndarray:
+        decoder = OpusStreamDecoder()
+        for packet in packets[:lost]:
+            decoder.push(packet)
+        return decoder.push(None, following)
+
+    concealed, rebuilt = decode_lost(()), decode_lost((packets[lost + 1],))
+    assert not np.array_equal(rebuilt, concealed)
+    assert np.array_equal(decode_lost((packets[lost + 1], packets[lost + 2])), rebuilt)
+    assert np.array_equal(decode_lost((None, packets[lost + 2], packets[lost + 3])), concealed)
+
+
 @pytest.mark.parametrize("kbps", [8.0, 12.0, 24.0])
 def test_bitrate_from_packet_sizes_is_near_the_request(kbps: float) -> None:
     packets = encode(speech_like(breath=0.3), OpusStreamEncoder(kbps))
@@ -172,7 +189,7 @@ def test_rtcodec_packets_are_concealed_and_counted_not_raised() -> None:
         concealing.push(speech)
     rtcodec_packet = Packet(0, np.zeros(3, dtype=np.int64))
     assert np.array_equal(decoder.push(rtcodec_packet), concealing.push(None))
-    assert np.array_equal(decoder.push(None, following=rtcodec_packet), concealing.push(None))
+    assert np.array_equal(decoder.push(None, following=(rtcodec_packet,)), concealing.push(None))
     assert decoder.corrupt_packets == 1
 
 
@@ -184,7 +201,7 @@ def test_corrupt_payloads_are_concealed_not_raised(payloads: list[bytes]) -> Non
         decoder.push(speech)
     for index, payload in enumerate(payloads):
         corrupt = Packet(index, np.zeros(0, dtype=np.int64), opus=payload)
-        frame = decoder.push(corrupt) if index % 2 else decoder.push(None, corrupt)
+        frame = decoder.push(corrupt) if index % 2 else decoder.push(None, (corrupt,))
         assert frame.dtype == np.float32 and frame.shape == (FRAME_SAMPLES,)
         assert np.isfinite(frame).all() and np.abs(frame).max() <= 1.0
 

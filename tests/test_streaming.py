@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 import torch
@@ -131,24 +133,57 @@ def test_lost_frame_marker_decodes_to_bounded_audio() -> None:
     assert out.shape == (FRAME_SAMPLES,) and np.isfinite(out).all() and np.abs(out).max() <= 1.0
 
 
+def _redundant_stream(redundancy: int) -> list[Packet]:
+    """Five packets of SMALL at 6 kbps, each with the first 3 codes of up to `redundancy` frames
+    before it."""
+    encoder = untrained(SMALL).stream_encoder(6.0, redundancy=redundancy, redundant_codebooks=3)
+    audio = _speechlike(0.1)
+    return [Packet.parse(encoder.push(frame)) for frame in audio.reshape(-1, FRAME_SAMPLES)]
+
+
+def _decode_second_frame(
+    first: Packet, second: Packet | None, following: Sequence[Packet | None] = ()
+) -> np.ndarray:
+    """Frame 1 as a fresh SMALL decoder gives it after `first`: from `second`, or lost (None) with
+    `following` (the packets of frames 2, 3, ...)."""
+    decoder = untrained(SMALL).stream_decoder()
+    decoder.push(first)
+    return decoder.push(second, following)
+
+
 def test_redundancy_rebuilds_a_lost_frame_from_the_next_packet() -> None:
-    codec = untrained(SMALL)
-    audio = _speechlike(0.2)
-    encoder = codec.stream_encoder(6.0, redundancy=2, redundant_codebooks=3)
-    packets = [Packet.parse(encoder.push(audio[i : i + FRAME_SAMPLES])) for i in range(0, 4 * FRAME_SAMPLES, FRAME_SAMPLES)]
-    assert [len(p.redundancy) for p in packets] == [0, 1, 2, 2]
+    packets = _redundant_stream(redundancy=2)
+    assert [len(p.redundancy) for p in packets] == [0, 1, 2, 2, 2]
     assert np.array_equal(packets[2].redundancy[0], packets[1].codes[:3])
     assert np.array_equal(packets[2].redundancy[1], packets[0].codes[:3])
-    assert encoder.total_kbps == 6.0 + 2 * 1.5
+    coarse = _decode_second_frame(packets[0], Packet(seq=1, codes=packets[1].codes[:3]))
+    rebuilt = _decode_second_frame(packets[0], None, packets[2:])
+    assert np.array_equal(rebuilt, coarse)
+    assert not np.array_equal(rebuilt, _decode_second_frame(packets[0], None))
 
-    def decode(lost_handling: str) -> np.ndarray:
-        decoder = codec.stream_decoder()
-        decoder.push(packets[0])
-        if lost_handling == "redundancy":
-            return decoder.push(None, following=packets[2])
-        if lost_handling == "coarse":
-            return decoder.push(Packet(seq=1, codes=packets[1].codes[:3]))
-        return decoder.push(None)
 
-    assert np.array_equal(decode("redundancy"), decode("coarse"))
-    assert not np.array_equal(decode("redundancy"), decode("conceal"))
+def test_redundancy_2_rebuilds_a_lost_frame_when_the_next_packet_is_lost_too() -> None:
+    packets = _redundant_stream(redundancy=2)
+    assert np.array_equal(packets[3].redundancy[1], packets[1].codes[:3])
+    coarse = _decode_second_frame(packets[0], Packet(seq=1, codes=packets[1].codes[:3]))
+    rebuilt = _decode_second_frame(packets[0], None, (None, packets[3]))
+    assert np.array_equal(rebuilt, coarse)
+    assert not np.array_equal(rebuilt, _decode_second_frame(packets[0], None))
+
+
+def test_redundancy_comes_from_the_nearest_packet_that_carries_it() -> None:
+    packets = _redundant_stream(redundancy=2)
+    other_codes = (packets[1].codes[:3] + 1) % SMALL.codebook_size
+    further = Packet(seq=3, codes=packets[3].codes, redundancy=(packets[3].redundancy[0], other_codes))
+    nearest = _decode_second_frame(packets[0], None, (packets[2],))
+    assert np.array_equal(_decode_second_frame(packets[0], None, (packets[2], further)), nearest)
+    assert not np.array_equal(_decode_second_frame(packets[0], None, (None, further)), nearest)
+
+
+def test_a_later_packet_whose_redundancy_does_not_reach_back_is_ignored() -> None:
+    packets = _redundant_stream(redundancy=1)
+    concealed = _decode_second_frame(packets[0], None)
+    assert len(packets[3].redundancy) == 1
+    beyond_reach = (None, packets[3], packets[4])
+    assert np.array_equal(_decode_second_frame(packets[0], None, beyond_reach), concealed)
+    assert not np.array_equal(_decode_second_frame(packets[0], None, (packets[2], None)), concealed)

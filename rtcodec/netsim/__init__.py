@@ -16,7 +16,7 @@ protocols and never imports torch.
 
 from __future__ import annotations
 
-from rtcodec.netsim.fec import opus_has_fec, rebuilds_previous
+from rtcodec.netsim.fec import opus_has_fec, rebuilds
 from rtcodec.netsim.models import (
     Bandwidth,
     Bernoulli,
@@ -48,6 +48,6 @@ __all__ = [
     "Trace",
     "TraceError",
     "opus_has_fec",
-    "rebuilds_previous",
+    "rebuilds",
     "simulate",
 ]

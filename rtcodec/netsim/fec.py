@@ -1,13 +1,15 @@
-"""Whether a packet can rebuild the frame before it: rtcodec redundancy, or Opus in-band FEC.
+"""Whether a packet can rebuild a frame before it: rtcodec redundancy, or Opus in-band FEC.
 
-An rtcodec packet says so in its header (the redundancy field). An Opus packet carries FEC (SILK
-"LBRR" data) only when libopus decided to spend bits on it, which depends on the bitrate and the
-expected loss; the flag is the second bit of the SILK layer, read here with the first steps of
-the Opus range decoder (RFC 6716, sections 4.1 and 4.2.3), without decoding anything else.
+An rtcodec packet says so in its header (the redundancy field: how many frames back it reaches).
+An Opus packet reaches back one frame, and carries FEC (SILK "LBRR" data) only when libopus
+decided to spend bits on it, which depends on the bitrate and the expected loss; the flag is the
+second bit of the SILK layer, read here with the first steps of the Opus range decoder (RFC 6716,
+sections 4.1 and 4.2.3), without decoding anything else.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 from rtcodec.bitstream import Packet
@@ -21,11 +23,21 @@ _CODE_BOTTOM: Final = 1 << 23
 _CODE_MASK: Final = (1 << 31) - 1
 
 
-def rebuilds_previous(packet: Packet) -> bool:
-    """Whether `packet` carries what a decoder needs to rebuild the frame before it."""
+def rebuilds(packet: Packet, distance: int) -> bool:
+    """Whether `packet` carries what a decoder needs to rebuild the frame `distance` (>= 1)
+    frames before it."""
     if packet.is_opus:
-        return opus_has_fec(packet.opus)
-    return bool(packet.redundancy)
+        return distance == 1 and opus_has_fec(packet.opus)
+    return len(packet.redundancy) >= distance
+
+
+def rebuildable(following: Sequence[Packet | None]) -> bool:
+    """Whether some packet of `following` (`following[d - 1]`: d frames later, None if it has not
+    arrived) can rebuild the lost frame before them, as `StreamDecoder.push` is given them."""
+    return any(
+        later is not None and rebuilds(later, distance)
+        for distance, later in enumerate(following, 1)
+    )
 
 
 def opus_has_fec(payload: bytes) -> bool:

@@ -7,14 +7,18 @@ one to the newest index so far). The target delay, in frames, follows the measur
 minimum, rounded up to frames, plus one frame for the phase of the playout tick, within
 [min_frames, max_frames].
 
-One pop per tick. The frame to play is the packet at the playout index when it is there. When it
-is missing, the buffer either declares it lost (the decoder conceals it, or rebuilds it from the
-following packet) or, when fewer frames than the target are buffered, holds the index for one
-tick: the decoder conceals and the delay grows by a frame. When the buffer has stayed at least two
-frames above target for half a second, it skips frames to come back to one above target. Packets
-that arrive after their tick are late; arrivals that span more than `capacity` frames push the
-playout index forward (overflow). An arrival after a gap of `resync_after` seconds starts afresh:
-new index base, new jitter history, and a new pre-roll.
+One pop per tick. The frame to play is the packet at the playout index when it is there. When it is
+missing, the buffer either declares it lost (the decoder conceals it, or rebuilds it from the
+packets after it that have arrived, up to MAX_REDUNDANT_FRAMES later: redundancy, FEC) or, when
+fewer frames than the target are buffered, holds the index for one tick: the decoder conceals and
+the delay grows by a frame. So, until the stream ends, a frame is declared lost only once a later
+packet has arrived and the target is buffered: when packets arrive in order, the packet after a
+burst of losses is there by then, and with redundancy of depth d a burst of up to d frames is
+rebuilt whole, once the buffer has held (and stretched) through it. When the buffer has stayed at
+least two frames above target for half a second, it skips frames to come back to one above target.
+Packets that arrive after their tick are late; arrivals that span more than `capacity` frames push
+the playout index forward (overflow). An arrival after a gap of `resync_after` seconds starts
+afresh: new index base, new jitter history, and a new pre-roll.
 
 A packet more than `capacity` frames outside the window (ahead of the newest index, or behind the
 playout index) is an outlier: dropped, so that one stray sequence number cannot become the newest
@@ -34,7 +38,7 @@ from typing import Final
 
 import numpy as np
 
-from rtcodec.bitstream import SEQ_MODULO, Packet
+from rtcodec.bitstream import MAX_REDUNDANT_FRAMES, SEQ_MODULO, Packet
 from rtcodec.config import FRAME_RATE, FRAME_SAMPLES, SAMPLE_RATE
 
 FRAME_SECONDS: Final = FRAME_SAMPLES / SAMPLE_RATE
@@ -173,14 +177,16 @@ class JitterBuffer:
         self._store(index, packet, arrival)
         return PutResult.ACCEPTED
 
-    def pop(self) -> tuple[Packet | None, Packet | None]:
-        """The frame for this tick and the packet after it if it has arrived.
+    def pop(self) -> tuple[Packet | None, tuple[Packet | None, ...]]:
+        """The frame for this tick, and the MAX_REDUNDANT_FRAMES indices after it: each one's
+        packet if it has arrived, else None (the `following` of `StreamDecoder.push`).
 
         The frame is None when it must be concealed. Before the first pre-roll ends
-        (`playing` False) this returns (None, None) and changes nothing.
+        (`playing` False) this returns (None, ()) and changes nothing; a held tick returns
+        (None, ()) too, since the frame may still arrive and must not be rebuilt yet.
         """
         if not self._started and not self._ready():
-            return None, None
+            return None, ()
         self._started = True
         if self._buffering and not self._ready():
             return self._hold()
@@ -195,7 +201,7 @@ class JitterBuffer:
         self._forget_old_indices()
         if packet is None:
             self.counters.concealed += 1
-        return packet, self._packets.get(index + 1)
+        return packet, self._following(index)
 
     def end(self, last_seq: int | None = None) -> None:
         """No packets after `last_seq` (default: after the newest one) will be played. Missing
@@ -311,11 +317,16 @@ class JitterBuffer:
             return False
         return self._ended or self.buffered_frames >= self.target_frames
 
-    def _hold(self) -> tuple[None, None]:
+    def _hold(self) -> tuple[None, tuple[()]]:
         """Conceal one frame without advancing: the delay grows by one frame."""
         self.counters.concealed += 1
         self.counters.stretched += 1
-        return None, None
+        return None, ()
+
+    def _following(self, index: int) -> tuple[Packet | None, ...]:
+        """The packets at the MAX_REDUNDANT_FRAMES indices after `index`, None where missing."""
+        distances = range(1, MAX_REDUNDANT_FRAMES + 1)
+        return tuple(self._packets.get(index + distance) for distance in distances)
 
     def _shrink_if_above_target(self) -> None:
         """Skip frames once the buffer has stayed SHRINK_MARGIN or more above target for a whole

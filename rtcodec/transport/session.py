@@ -5,10 +5,11 @@ self-paced source such as a microphone set the pace), reads and encodes each fra
 executor, and sends `envelope + packet` as one binary message. The envelope is the capture time
 (wall clock, microseconds modulo 2**32): the receiver subtracts it from the time it hands the
 decoded frame to its sink to estimate the one-way (mouth-to-ear) delay. The codec Packet format is
-untouched. Receiving: message -> Packet.parse (a PacketError counts as rejected) -> JitterBuffer.
-Playout: a 20 ms tick pops the jitter buffer, decodes and writes to the FrameSink in the receive
-executor. Each executor has one thread, so each codec sees its frames in order from one thread;
-the loop itself only moves bytes and timestamps.
+untouched. Receiving: message (the Peer drops a flood first: counted as flooded) ->
+Packet.parse (a PacketError counts as rejected) -> JitterBuffer. Playout: a 20 ms tick pops the
+jitter buffer, decodes and writes to the FrameSink in the receive executor. Each executor has one
+thread, so each codec sees its frames in order from one thread; the loop itself only moves bytes
+and timestamps.
 
 Text messages are control: {"type": "bye", "last_seq": int | null} when a side hangs up, and
 {"type": "alive"} every KEEPALIVE_SECONDS so that a silent peer can be told from a dead one.
@@ -149,6 +150,7 @@ class Session:
         return CallStats(
             duration_s=round((self._ended_at or now) - (self._opened_at or now), 3),
             **asdict(self._traffic),
+            flooded=self._peer.dropped.total,
             lost=self._jitter.lost if self._sink else 0,
             late=counters.late,
             duplicate=counters.duplicate,
@@ -359,8 +361,9 @@ class Session:
                 if packet is not None:
                     self._measure(packet.seq, popped_at, played_at)
 
-    def _play(self, packet: Packet | None, following: Packet | None) -> int:
-        """Receive executor: decode one frame, hand it to the sink; the time it was handed over."""
+    def _play(self, packet: Packet | None, following: Sequence[Packet | None]) -> int:
+        """Receive executor: decode one frame (`following`: the packets after it, from the jitter
+        buffer), hand it to the sink; the time it was handed over."""
         assert self._sink is not None and self._decoder is not None
         self._sink.write_frame(self._decoder.push(packet, following))
         return _clock()

@@ -4,6 +4,7 @@ were not advertised), impairments per direction, and a whole aiortc call through
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -184,7 +185,7 @@ class RecordingDecoder:
         self.inner = OpusStreamDecoder()
         self.concealed: list[bool] = []
 
-    def push(self, packet: Packet | None, following: Packet | None = None) -> np.ndarray:
+    def push(self, packet: Packet | None, following: Sequence[Packet | None] = ()) -> np.ndarray:
         self.concealed.append(packet is None)
         return self.inner.push(packet, following)
 

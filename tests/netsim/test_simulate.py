@@ -137,7 +137,7 @@ def test_the_opus_fec_flag_matches_what_the_decoder_does(speech: np.ndarray) -> 
         for packet in packets[:lost]:
             concealing.push(packet)
             rebuilding.push(packet)
-        rebuilt = not np.array_equal(concealing.push(None), rebuilding.push(None, packets[lost + 1]))
+        rebuilt = not np.array_equal(concealing.push(None), rebuilding.push(None, (packets[lost + 1],)))
         assert rebuilt == opus_has_fec(packets[lost + 1].opus)
     assert not any(opus_has_fec(p.opus) for p in map(Packet.parse, _opus_packets(speech, fec=False)))
 
@@ -155,11 +155,14 @@ def test_tiny_rtcodec_through_a_lossy_network(speech: np.ndarray, tiny: Codec, r
     assert received.shape == (FRAMES * FRAME_SAMPLES,) and np.isfinite(received).all()
     assert np.abs(received).max() <= 1
     assert stats.lost == stats.concealed > 0
-    # A lost frame is rebuilt exactly when the packet after it arrived (it carries its codes).
+    # A lost frame is rebuilt exactly when one of the `redundancy` packets after it arrived (each
+    # carries its codes; with no delay, even the furthest is in by the playout deadline).
     link = network.link(0)
-    lost = [not link.send(index * 0.02, 1) for index in range(FRAMES)]
-    rebuildable = sum(gone and index + 1 < FRAMES and not lost[index + 1] for index, gone in enumerate(lost))
-    assert stats.recovered == (rebuildable if redundancy else 0) and rebuildable > 0
+    arrived = [bool(link.send(index * 0.02, 1)) for index in range(FRAMES)]
+    rebuildable = sum(
+        not arrived[index] and any(arrived[index + 1 : index + 1 + redundancy]) for index in range(FRAMES)
+    )
+    assert stats.recovered == rebuildable and (rebuildable > 0) == (redundancy > 0)
     # The bitrate is measured from the bytes: header, 12 codes, and R x (count byte + 3 codes);
     # the first R packets carry fewer redundant frames.
     redundant = (1 + packed_size(3)) * sum(min(index, redundancy) for index in range(FRAMES))
@@ -177,6 +180,48 @@ def test_redundancy_recovers_what_the_next_packet_carries(speech: np.ndarray, ti
                         playout=FixedPlayout(40))
     rebuildable = sum(gone and index + 1 < FRAMES and not lost[index + 1] for index, gone in enumerate(lost))
     assert stats.lost == sum(lost) and stats.recovered == rebuildable
+
+
+def _burst_of_two(delay_ms: float) -> Network:
+    """A network that loses frames 40 and 41 and delays every other packet by `delay_ms`."""
+    lost = [index in (40, 41) for index in range(FRAMES)]
+    return Network.replay(Trace.per_packet(lost, [None if gone else delay_ms for gone in lost]))
+
+
+@pytest.mark.parametrize(
+    ("delay_ms", "redundancy", "rebuilt"),
+    [(0.0, 1, {41}), (0.0, 2, {40, 41}), (30.0, 2, {41})],
+)
+def test_fixed_playout_rebuilds_a_burst_from_the_packets_in_by_the_deadline(
+    speech: np.ndarray, tiny: Codec, delay_ms: float, redundancy: int, rebuilt: set[int]
+) -> None:
+    """Frames 40 and 41 lost, playout 60 ms after sending: packet 42 rebuilds frame 41, and frame
+    40 too with redundancy 2 if it is in by frame 40's deadline (sent 40 ms after frame 40)."""
+    encoder = tiny.stream_encoder(6, redundancy=redundancy)
+    received, stats = simulate(speech, encoder, tiny.stream_decoder(), _burst_of_two(delay_ms),
+                               playout=FixedPlayout(60))
+    assert (stats.concealed, stats.recovered) == (2, len(rebuilt))
+    plain = tiny.stream_encoder(6)
+    decoder = tiny.stream_decoder()
+    expected = []
+    for index, frame in enumerate(frames(speech)):
+        packet = Packet.parse(plain.push(frame))
+        if index in (40, 41):
+            packet = Packet(packet.seq, packet.codes[:3]) if index in rebuilt else None
+        expected.append(decoder.push(packet))
+    assert np.array_equal(received, np.concatenate(expected))
+
+
+@pytest.mark.parametrize(("redundancy", "recovered"), [(1, 1), (2, 2)])
+def test_adaptive_playout_holds_through_a_burst_and_rebuilds_what_redundancy_reaches(
+    speech: np.ndarray, tiny: Codec, redundancy: int, recovered: int
+) -> None:
+    """The jitter buffer holds frame 40 until packet 42 arrives, then declares 40 and 41 lost
+    with packet 42 among the packets after them."""
+    encoder = tiny.stream_encoder(6, redundancy=redundancy)
+    _, stats = simulate(speech, encoder, tiny.stream_decoder(), _burst_of_two(0.0))
+    assert (stats.lost, stats.stretched, stats.concealed) == (2, 2, 4)
+    assert stats.recovered == recovered
 
 
 def test_simulate_never_imports_torch_for_opus() -> None:

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtcodec.bitstream import SEQ_MODULO, Packet
+from rtcodec.bitstream import MAX_REDUNDANT_FRAMES, SEQ_MODULO, Packet
 from rtcodec.transport.jitter import (
     FRAME_SECONDS,
     PROBATION,
@@ -32,12 +32,10 @@ def played(buffer: JitterBuffer, count: int) -> list[int | None]:
     return [None if frame is None else frame.seq for frame in frames]
 
 
-def test_in_order_stream_plays_in_order_with_following_packet() -> None:
+def test_in_order_stream_plays_in_order_with_the_packets_after_each_frame() -> None:
     buffer = JitterBuffer()
     arrive(buffer, [0, 1, 2])
-    first, following = buffer.pop()
-    assert first is not None and following is not None
-    assert (first.seq, following.seq) == (0, 1)
+    assert buffer.pop() == (packet(0), (packet(1), packet(2), None))
     assert played(buffer, 2) == [1, 2]
     assert buffer.counters.concealed == 0
 
@@ -71,8 +69,7 @@ def test_a_packet_after_its_playout_tick_is_late_and_its_frame_was_concealed() -
     buffer = JitterBuffer()
     arrive(buffer, [0, 2, 3])
     assert played(buffer, 1) == [0]
-    frame, following = buffer.pop()
-    assert frame is None and following is not None and following.seq == 2
+    assert buffer.pop() == (None, (packet(2), packet(3), None))
     assert buffer.put(packet(1), 0.1) is PutResult.LATE
     assert played(buffer, 2) == [2, 3]
     assert buffer.counters.late == 1 and buffer.counters.concealed == 1
@@ -106,16 +103,39 @@ def test_a_lost_frame_is_concealed_with_the_following_packet_for_fec() -> None:
     buffer = JitterBuffer()
     arrive(buffer, [0, 2])
     assert played(buffer, 1) == [0]
-    frame, following = buffer.pop()
-    assert frame is None and following == packet(2)
+    assert buffer.pop() == (None, (packet(2), None, None))
     assert buffer.lost == 1
+
+
+def test_lost_frames_come_with_every_later_packet_that_redundancy_can_reach() -> None:
+    """Frames 1 and 2 lost: frame 1 gets packets 3 and 4 (two and three frames later), frame 2
+    gets them one and two frames later; packet 5 lies beyond MAX_REDUNDANT_FRAMES of frame 1."""
+    assert MAX_REDUNDANT_FRAMES == 3
+    buffer = JitterBuffer()
+    arrive(buffer, [0, 3, 4, 5])
+    assert played(buffer, 1) == [0]
+    assert buffer.pop() == (None, (None, packet(3), packet(4)))
+    assert buffer.pop() == (None, (packet(3), packet(4), packet(5)))
+    assert buffer.pop() == (packet(3), (packet(4), packet(5), None))
+    assert buffer.lost == 2
+
+
+def test_a_burst_is_held_through_until_the_packet_after_it_can_rebuild_it() -> None:
+    buffer = JitterBuffer()
+    arrive(buffer, [0])
+    assert played(buffer, 1) == [0]
+    assert [buffer.pop(), buffer.pop()] == [(None, ()), (None, ())]  # frames 1, 2: not here yet
+    buffer.put(packet(3), 0.06)
+    assert buffer.pop() == (None, (None, packet(3), None))
+    assert buffer.pop() == (None, (packet(3), None, None))
+    assert buffer.counters.stretched == 2 and buffer.lost == 2
 
 
 def test_an_underrun_holds_the_playout_index_and_grows_the_delay() -> None:
     buffer = JitterBuffer()
     arrive(buffer, [0])
     assert played(buffer, 1) == [0]
-    assert buffer.pop() == (None, None)  # packet 1 is not here yet: hold, do not skip it
+    assert buffer.pop() == (None, ())  # packet 1 is not here yet: hold, do not skip it
     buffer.put(packet(1), 0.05)
     assert played(buffer, 1) == [1]
     assert buffer.counters.stretched == 1 and buffer.counters.late == 0
@@ -126,7 +146,7 @@ def test_pre_roll_waits_for_the_target_delay_and_accepts_earlier_packets() -> No
     buffer.put(packet(11), 11 * FRAME_SECONDS)
     buffer.put(packet(10), 11 * FRAME_SECONDS)
     assert not buffer.playing
-    assert buffer.pop() == (None, None)
+    assert buffer.pop() == (None, ())
     assert buffer.counters.concealed == 0  # nothing to conceal before the call's first frame
     buffer.put(packet(12), 12 * FRAME_SECONDS)
     assert buffer.playing
@@ -168,7 +188,7 @@ def test_a_long_gap_starts_afresh_with_a_new_sequence_base() -> None:
     restart = 40_000  # the sender restarted far away in sequence space
     buffer.put(packet(restart), 5.0)
     assert buffer.counters.resyncs == 1
-    assert buffer.pop() == (None, None)  # pre-roll again: the target is not buffered yet
+    assert buffer.pop() == (None, ())  # pre-roll again: the target is not buffered yet
     buffer.put(packet(restart + 1), 5.02)
     assert played(buffer, 2) == [restart, restart + 1]
     assert buffer.lost == 0 and buffer.counters.late == 0
