@@ -103,9 +103,15 @@ def cmd_train(args: argparse.Namespace) -> None:
     config = TrainConfig(data=tuple(args.data), noise=tuple(args.noise), dev=tuple(args.dev), model=model,
                          run_dir=args.run_dir, batch_size=args.batch_size, crop_seconds=args.crop_seconds,
                          max_minutes=args.max_minutes, max_steps=args.max_steps, seed=args.seed,
-                         init_from=str(args.init_from) if args.init_from else None)
+                         init_from=str(args.init_from) if args.init_from else None, **_schedule(args))
     run_dir = train(config)
     print(f"training stopped; checkpoint in {run_dir}, best weights in {run_dir / 'best'}")
+
+
+def _schedule(args: argparse.Namespace) -> dict[str, float]:
+    """The TrainConfig fields that were given on the command line."""
+    given = {"adversarial_from_step": args.adversarial_from, "eval_minutes": args.eval_minutes}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def _spec(args: argparse.Namespace) -> CodecSpec:
@@ -243,6 +249,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--max-minutes", type=float)
     train.add_argument("--max-steps", type=int)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--adversarial-from", type=int, metavar="STEP",
+                       help="step from which the discriminator trains (default: the TrainConfig's)")
+    train.add_argument("--eval-minutes", type=float, help="minutes between dev evaluations")
     train.add_argument("--init-from", type=Path,
                        help="start from a release folder (e.g. rtcodec/weights) when RUN_DIR has no checkpoint")
     train.set_defaults(run=cmd_train)

@@ -16,7 +16,8 @@ import torch
 from rtcodec.config import SAMPLE_RATE, CodecConfig
 from rtcodec.model import NeuralCodec
 from rtcodec.train.data import split_by_speaker
-from rtcodec.train.trainer import RELEASE_DIR, TrainConfig, Trainer
+from rtcodec.train.losses import ComplexStftLoss, MultiScaleMelLoss, level_normalised
+from rtcodec.train.trainer import RELEASE_DIR, TrainConfig, Trainer, selection_score
 
 TINY = CodecConfig(channels=4, latent_dim=32, bottleneck_hidden=32, num_codebooks=12)
 
@@ -95,3 +96,26 @@ def test_a_release_restarts_training(speech_folder: Path, tmp_path: Path) -> Non
     for name, tensor in first.model.state_dict().items():
         assert torch.allclose(second.model.state_dict()[name].float(), tensor.float(), rtol=1e-2, atol=1e-3)
     assert np.isfinite(second.train_step().values["total"])
+
+
+def test_losses_on_level_normalised_audio_ignore_the_level() -> None:
+    target = torch.randn(2, 1, SAMPLE_RATE // 4)
+    estimate = target + 0.3 * torch.randn_like(target)
+    losses = [MultiScaleMelLoss()(*level_normalised(estimate * gain, target * gain)) for gain in (1.0, 0.01)]
+    assert losses[0] > 0.01
+    assert torch.isclose(losses[0], losses[1], rtol=1e-3)
+
+
+def test_the_complex_loss_sees_phase_that_magnitude_losses_miss() -> None:
+    """A sign flip keeps every magnitude: the mel loss is blind to it, the complex loss is not."""
+    target = torch.randn(2, 1, SAMPLE_RATE // 4)
+    complex_loss, mel_loss = ComplexStftLoss(), MultiScaleMelLoss()
+    assert complex_loss(target, target) == 0
+    assert mel_loss(-target, target) < 1e-4
+    assert complex_loss(-target, target) > 1.5
+
+
+def test_releases_are_selected_on_pesq_and_stoi_together() -> None:
+    base = {"pesq@6": 1.1, "stoi@6": 0.60}
+    assert selection_score({**base, "stoi@6": 0.65}) > selection_score(base)
+    assert selection_score({**base, "pesq@6": 1.5}) > selection_score(base)

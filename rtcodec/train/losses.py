@@ -16,15 +16,21 @@ from rtcodec.config import SAMPLE_RATE
 MEL_SCALES = ((32, 5), (64, 10), (128, 20), (256, 40), (512, 80), (1024, 160), (2048, 320))
 """(window, mel bands) pairs, as in DAC."""
 STFT_WINDOWS = (128, 512, 2048)
+COMPLEX_WINDOWS = (64, 256, 1024)
+"""Windows of the phase-aware loss: short ones, where the waveform's phase is learnable."""
+
+
+def _spectrum(audio: torch.Tensor, window: int) -> torch.Tensor:
+    """[batch, 1, samples] -> complex [batch, window // 2 + 1, frames], hop window // 4."""
+    return torch.stft(
+        audio.squeeze(1), n_fft=window, hop_length=window // 4,
+        window=torch.hann_window(window, device=audio.device), return_complex=True,
+    )
 
 
 def _magnitude(audio: torch.Tensor, window: int) -> torch.Tensor:
     """[batch, 1, samples] -> [batch, window // 2 + 1, frames] magnitude, hop window // 4."""
-    spectrum = torch.stft(
-        audio.squeeze(1), n_fft=window, hop_length=window // 4,
-        window=torch.hann_window(window, device=audio.device), return_complex=True,
-    )
-    return spectrum.abs()
+    return _spectrum(audio, window).abs()
 
 
 @functools.lru_cache(maxsize=None)
@@ -43,6 +49,17 @@ def mel_filterbank(n_fft: int, bands: int, sample_rate: int = SAMPLE_RATE) -> to
     rising = (bins - lower) / (centre - lower)
     falling = (upper - bins) / (upper - centre)
     return torch.clamp(torch.minimum(rising, falling), min=0.0)
+
+
+def level_normalised(estimate: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both [batch, 1, samples] scaled by each target item's inverse RMS.
+
+    Log-spectral losses are not level-invariant: on a quiet item many bins sit near the log
+    floor, where gradients are large and meaningless. Normalising by the target's level makes
+    every item count alike, whatever its loudness.
+    """
+    gain = target.pow(2).mean(dim=(1, 2), keepdim=True).add(1e-8).rsqrt()
+    return estimate * gain, target * gain
 
 
 class MultiScaleMelLoss(nn.Module):
@@ -68,3 +85,19 @@ class MultiResolutionStftLoss(nn.Module):
             log_l1 = F.l1_loss(est.clamp(min=1e-5).log(), ref.clamp(min=1e-5).log())
             total = total + convergence + log_l1
         return total / len(STFT_WINDOWS)
+
+
+class ComplexStftLoss(nn.Module):
+    """Relative L1 between complex short-time spectra (mean over COMPLEX_WINDOWS).
+
+    Magnitude losses leave the phase free, and a decoder trained on them alone settles on a
+    phase unrelated to the input: buzzy audio that PESQ and STOI punish. The codec is causal and
+    sample-aligned, so its output can follow the input's waveform; this loss asks it to.
+    """
+
+    def forward(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        total = estimate.new_zeros(())
+        for window in COMPLEX_WINDOWS:
+            est, ref = _spectrum(estimate, window), _spectrum(target, window)
+            total = total + (est - ref).abs().mean() / ref.abs().mean().clamp(min=1e-5)
+        return total / len(COMPLEX_WINDOWS)

@@ -28,11 +28,12 @@ from rtcodec.train.checkpoint import load_checkpoint, save_checkpoint
 from rtcodec.train.data import Augmentation, CropSampler, Corpus, find_audio, split_by_speaker
 from rtcodec.train.discriminator import MultiScaleStftDiscriminator, discriminator_loss, generator_losses
 from rtcodec.train.evaluate import evaluate, pick_dev_clips
-from rtcodec.train.losses import MultiResolutionStftLoss, MultiScaleMelLoss
+from rtcodec.train.losses import ComplexStftLoss, MultiResolutionStftLoss, MultiScaleMelLoss, level_normalised
 
 RELEASE_DIR = "best"
-"""Subfolder of the run where the weights with the best dev PESQ at 6 kbps are exported."""
-SELECTION_METRIC = "pesq@6"
+"""Subfolder of the run where the weights with the best `selection_score` are exported."""
+SELECTION_KBPS = 6
+"""Releases are chosen on dev quality at this bitrate (`selection_score`)."""
 DISCRIMINATOR_FILE = "discriminator.safetensors"
 """Saved beside a release so that training can resume from it (`init_from`); never shipped."""
 
@@ -53,6 +54,7 @@ class TrainConfig:
     lr_decay_per_step: float = 0.99998
     weight_mel: float = 15.0
     weight_stft: float = 1.0
+    weight_complex: float = 10.0
     weight_commitment: float = 0.25
     weight_codebook: float = 1.0
     weight_residual: float = 1.0
@@ -80,6 +82,13 @@ class TrainConfig:
         raw = asdict(self)
         raw["model"] = json.loads(self.model.to_json())
         return json.dumps(raw, indent=2)
+
+
+def selection_score(dev_metrics: dict[str, float]) -> float:
+    """STOI plus PESQ-WB mapped from [1, 4.5] onto [0, 1], at SELECTION_KBPS: both count, so that
+    a model whose PESQ sits at its floor is still chosen on intelligibility."""
+    pesq, stoi = (dev_metrics[f"{name}@{SELECTION_KBPS}"] for name in ("pesq", "stoi"))
+    return stoi + (pesq - 1.0) / 3.5
 
 
 @dataclass
@@ -113,6 +122,7 @@ class Trainer:
         self.d_optimizer = torch.optim.AdamW(self.discriminator.parameters(), config.learning_rate, betas=(0.8, 0.99))
         self.mel_loss = MultiScaleMelLoss()
         self.stft_loss = MultiResolutionStftLoss()
+        self.complex_loss = ComplexStftLoss()
         self.step = 0
         self.best: float | None = None
         self.sampler = self._make_sampler()
@@ -179,9 +189,11 @@ class Trainer:
         for group in (*self.optimizer.param_groups, *self.d_optimizer.param_groups):
             group["lr"] = self._learning_rate()
         output = self.codec(audio, active, lost)
+        estimate, target = level_normalised(output.audio, audio)
         losses = {
-            "mel": self.mel_loss(output.audio, audio),
-            "stft": self.stft_loss(output.audio, audio),
+            "mel": self.mel_loss(estimate, target),
+            "stft": self.stft_loss(estimate, target),
+            "complex": self.complex_loss(estimate, target),
             "commitment": output.quantizer.commitment_loss,
             "codebook": output.quantizer.codebook_loss,
             "residual": output.quantizer.residual_loss,
@@ -249,7 +261,8 @@ class Trainer:
         if (folder / DISCRIMINATOR_FILE).is_file():
             self.discriminator.load_state_dict(load_file(str(folder / DISCRIMINATOR_FILE)))
         self.step = int(release.config.extra.get("steps", 0))
-        self.best = release.config.extra.get("dev_metrics", {}).get(SELECTION_METRIC)
+        metrics = release.config.extra.get("dev_metrics", {})
+        self.best = selection_score(metrics) if metrics else None
         self._log(f"started from the release in {folder} (step {self.step})")
 
     def save(self) -> None:
@@ -265,7 +278,7 @@ class Trainer:
         results = evaluate(self.model, self.dev_clips)
         self._write_log({"step": self.step, "eval": results})
         self._log(f"eval @ {self.step}: " + "  ".join(f"{k} {v:.3f}" for k, v in results.items()))
-        score = results[SELECTION_METRIC]
+        score = selection_score(results)
         if self.best is None or score > self.best:
             self.best = score
             self._export(results)
@@ -279,7 +292,7 @@ class Trainer:
         release.save(self.run_dir / RELEASE_DIR, dtype=torch.float16)
         half = {name: t.detach().cpu().half() for name, t in self.discriminator.state_dict().items()}
         save_file(half, str(self.run_dir / RELEASE_DIR / DISCRIMINATOR_FILE))
-        self._log(f"new best {SELECTION_METRIC} {self.best:.3f}: exported {self.run_dir / RELEASE_DIR}")
+        self._log(f"new best score {self.best:.3f}: exported {self.run_dir / RELEASE_DIR}")
 
     # -- the loop ---------------------------------------------------------------------------------
 
