@@ -21,7 +21,7 @@ from rtcodec.audio import AudioError, checked_frame, checked_mono
 from rtcodec.bitstream import MAX_REDUNDANT_FRAMES, SEQ_MODULO, Packet
 from rtcodec.config import FRAME_SAMPLES, CodecConfig, kbps_for_codebooks
 from rtcodec.fastpath import FastDecoderCore, FastEncoderCore
-from rtcodec.model import NeuralCodec, WeightsError
+from rtcodec.model import WEIGHTS_FILE, NeuralCodec, WeightsError
 from rtcodec.quantization import ABSENT
 from rtcodec.streaming import streaming
 
@@ -233,7 +233,7 @@ def load(path: str | Path | None = None) -> Codec:
     try:
         return Codec(NeuralCodec.load(directory))
     except WeightsError as error:
-        if path is None:
+        if path is None and not (directory / WEIGHTS_FILE).is_file():
             raise WeightsError(
                 "rtcodec ships no trained weights yet (rtcodec/weights/ is empty); train a model "
                 "with `rtcodec train`, or use rtcodec.codec.untrained() for an untrained one"

@@ -71,6 +71,10 @@ class NeuralCodec(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {name: _stored(t, dtype) for name, t in self.state_dict().items()}
+        try:
+            _check_finite(tensors)
+        except WeightsError as error:
+            raise WeightsError(f"not saved as {dtype}: {error}") from None
         save_file(tensors, str(directory / WEIGHTS_FILE))
         (directory / CONFIG_FILE).write_text(self.config.to_json() + "\n")
 

@@ -33,7 +33,9 @@ class QuantizerOutput:
     commitment_loss: torch.Tensor
     codebook_loss: torch.Tensor
     residual_loss: torch.Tensor
-    """How far each stage's output is from the residual it should explain, summed over stages."""
+    """How far each stage's output is from the residual it should explain, summed over stages.
+    It trains the codebooks and their output projections only: through the straight-through path
+    it would push the encoder along a gradient that no change of codes follows."""
     perplexity: torch.Tensor
     """[num_codebooks] exp(entropy) of each codebook's code histogram in this batch."""
 
@@ -154,7 +156,7 @@ class ResidualVectorQuantizer(nn.Module):
             commitment.append(F.mse_loss(target, entries.detach()))
             codebook_loss.append(F.mse_loss(entries, target.detach()))
             stage = codebook.project_out((target + (entries - target).detach()).transpose(1, 2))
-            residual_loss.append(F.mse_loss(stage, residual.detach()))
+            residual_loss.append(F.mse_loss(codebook.project_out(entries.transpose(1, 2)), residual.detach()))
             quantized = quantized + stage * (active > i).float()[:, None, None]
             residual = residual - stage
             codes.append(torch.where(active[:, None] > i, stage_codes, ABSENT))

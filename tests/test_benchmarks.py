@@ -146,3 +146,24 @@ def test_longcall_writes_results(tiny_weights: Path, tmp_path: Path) -> None:
     assert len(data["checks"]) == 10
     assert (out / "longcall.png").stat().st_size > 0
     assert "| +1.0% | 1500 |" in (out / "longcall.md").read_text()
+
+
+def test_training_curves_read_the_trainer_logs(tmp_path: Path) -> None:
+    runs = [tmp_path / "first", tmp_path / "second"]
+    for index, run in enumerate(runs):
+        run.mkdir()
+        records = [{"step": 100 * index + step, "losses": {"mel": 3.0 - step / 100, "complex": 1.3}}
+                   for step in range(0, 100, 50)]
+        records.append({"step": 100 * index + 99, "eval": {"pesq@3": 1.1 + index, "stoi@3": 0.6 + index / 10}})
+        (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "out"
+    assert_succeeded(run_benchmark("training.py", *runs, "--out", out))
+    data = json.loads((out / "training.json").read_text())
+    assert [[e["step"] for e in run["evaluations"]] for run in data["runs"]] == [[99], [199]]
+    assert "| second | 199 | 0.700 | 2.100 |" in (out / "training.md").read_text()
+    assert (out / "training.png").stat().st_size > 0
+
+
+def test_training_curves_name_a_folder_without_a_log(tmp_path: Path) -> None:
+    result = run_benchmark("training.py", tmp_path, "--out", tmp_path / "out")
+    assert result.returncode != 0 and "log.jsonl does not exist" in result.stderr

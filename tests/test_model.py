@@ -113,6 +113,15 @@ def test_tensors_of_the_wrong_dtype_or_not_finite_give_a_clear_error(
         NeuralCodec.load(tmp_path)
 
 
+def test_weights_that_overflow_the_release_precision_are_not_saved(tmp_path: Path) -> None:
+    model = NeuralCodec(SMALL)
+    with torch.no_grad():
+        model.lost_embedding.fill_(1e5)  # beyond fp16's 65504
+    with pytest.raises(WeightsError, match="not saved as torch.float16: .*lost_embedding"):
+        model.save(tmp_path, dtype=torch.float16)
+    assert not (tmp_path / WEIGHTS_FILE).exists()
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
 def test_any_floating_point_precision_loads(tmp_path: Path, dtype: torch.dtype) -> None:
     NeuralCodec(SMALL).save(tmp_path, dtype=dtype)

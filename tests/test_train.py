@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import subprocess
@@ -17,6 +18,7 @@ from rtcodec.config import SAMPLE_RATE, CodecConfig
 from rtcodec.model import NeuralCodec
 from rtcodec.train.data import split_by_speaker
 from rtcodec.train.losses import ComplexStftLoss, MultiScaleMelLoss, level_normalised
+from rtcodec.train.shrink import shrink_bottleneck
 from rtcodec.train.trainer import RELEASE_DIR, TrainConfig, Trainer, selection_score
 
 TINY = CodecConfig(channels=4, latent_dim=32, bottleneck_hidden=32, num_codebooks=12)
@@ -96,6 +98,81 @@ def test_a_release_restarts_training(speech_folder: Path, tmp_path: Path) -> Non
     for name, tensor in first.model.state_dict().items():
         assert torch.allclose(second.model.state_dict()[name].float(), tensor.float(), rtol=1e-2, atol=1e-3)
     assert np.isfinite(second.train_step().values["total"])
+
+
+def test_a_wider_release_is_shrunk_to_the_configured_bottleneck(speech_folder: Path, tmp_path: Path) -> None:
+    wide = dataclasses.replace(TINY, bottleneck_hidden=48)
+    first = Trainer(_config(speech_folder, tmp_path / "first", model=wide, max_steps=2))
+    first.run()
+    second = Trainer(_config(speech_folder, tmp_path / "second", init_from=str(tmp_path / "first" / RELEASE_DIR)))
+    assert second.model.config.bottleneck_hidden == TINY.bottleneck_hidden
+    assert second.best is None  # the wide model's dev score is not the one to beat
+    assert np.isfinite(second.train_step().values["total"])
+
+
+def _speech_like(batch: int, seconds: float) -> torch.Tensor:
+    """[batch, 1, samples] of gliding harmonics in noise: enough structure for a least-squares fit."""
+    rng = np.random.default_rng(1)
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    items = [sum(np.sin(2 * np.pi * k * (120 + 30 * i) * t + k * np.sin(5 * t)) / k for k in range(1, 6))
+             + 0.05 * rng.standard_normal(len(t)) for i in range(batch)]
+    return torch.from_numpy(0.1 * np.stack(items).astype(np.float32))[:, None]
+
+
+def _bottleneck_widths(model: NeuralCodec) -> list[int]:
+    """Hidden width of every bottleneck unit: the encoder's last ones (before its RmsNorm) and the
+    decoder's first ones (after its input conv)."""
+    blocks = model.config.bottleneck_blocks
+    units = [*model.encoder.layers[-1 - blocks : -1], *model.decoder.layers[1 : 1 + blocks]]
+    return [unit.block[1].conv.out_channels for unit in units]
+
+
+@torch.no_grad()
+def test_shrinking_to_the_same_width_keeps_the_output() -> None:
+    """Every channel kept, refitted: the same map up to the refit's small ridge."""
+    torch.manual_seed(0)
+    model = NeuralCodec(TINY).eval()
+    audio = _speech_like(4, 1.28)
+    same = shrink_bottleneck(model, TINY.bottleneck_hidden, audio)
+    expected = model.decode(model.encode(audio, 12))
+    assert torch.allclose(same.decode(same.encode(audio, 12)), expected, atol=1e-2)
+
+
+@torch.no_grad()
+def test_shrinking_refits_each_unit_better_than_dropping_channels() -> None:
+    torch.manual_seed(0)
+    model = NeuralCodec(TINY).eval()
+    audio = _speech_like(4, 1.28)
+    small = shrink_bottleneck(model, 12, audio)
+    assert small.config.bottleneck_hidden == 12 and model.config.bottleneck_hidden == 32
+    assert _bottleneck_widths(small) == [12] * 2 * TINY.bottleneck_blocks
+    unit, refitted = model.encoder.layers[-2], small.encoder.layers[-2]  # the last bottleneck unit
+    dropped = copy.deepcopy(refitted)  # the same channels, their original output weights
+    kept = [int((unit.block[1].conv.weight - row).abs().flatten(1).sum(1).argmin()) for row in refitted.block[1].conv.weight]
+    dropped.block[3].conv.weight.copy_(unit.block[3].conv.weight[:, kept])
+    dropped.block[3].conv.bias.copy_(unit.block[3].conv.bias)
+    x = model.encoder.layers[:-2](audio)
+    error, naive = ((shrunk(x) - unit(x)).pow(2).mean() for shrunk in (refitted, dropped))
+    assert error < naive
+
+
+@torch.no_grad()
+def test_shrinking_keeps_weights_small_where_hidden_channels_are_dead(tmp_path: Path) -> None:
+    """ELUs stuck at -1 are constant features, collinear with the bias: a plain least-squares
+    refit answers with huge cancelling weights that overflow fp16."""
+    torch.manual_seed(0)
+    model = NeuralCodec(TINY).eval()
+    for unit in model.encoder.layers[-1 - TINY.bottleneck_blocks : -1]:
+        unit.block[1].conv.weight[:20] *= 1e-3
+        unit.block[1].conv.bias[:20] = -6.0  # elu(x) ~ -1 everywhere, give or take 1e-5
+    small = shrink_bottleneck(model, 24, _speech_like(4, 1.28))
+    assert max(float(p.abs().max()) for p in small.parameters()) < 100.0
+    small.save(tmp_path, dtype=torch.float16)  # raises on overflow
+
+
+def test_shrinking_cannot_widen() -> None:
+    with pytest.raises(ValueError, match="cannot shrink"):
+        shrink_bottleneck(NeuralCodec(TINY), 64, _speech_like(1, 0.64))
 
 
 def test_losses_on_level_normalised_audio_ignore_the_level() -> None:

@@ -29,11 +29,15 @@ from rtcodec.train.data import Augmentation, CropSampler, Corpus, find_audio, sp
 from rtcodec.train.discriminator import MultiScaleStftDiscriminator, discriminator_loss, generator_losses
 from rtcodec.train.evaluate import evaluate, pick_dev_clips
 from rtcodec.train.losses import ComplexStftLoss, MultiResolutionStftLoss, MultiScaleMelLoss, level_normalised
+from rtcodec.train.shrink import shrink_bottleneck
 
 RELEASE_DIR = "best"
 """Subfolder of the run where the weights with the best `selection_score` are exported."""
 SELECTION_KBPS = 6
 """Releases are chosen on dev quality at this bitrate (`selection_score`)."""
+SHRINK_CROPS = 64
+SHRINK_CROP_SECONDS = 3.0
+"""Training audio on which a release with a wider bottleneck is shrunk (`init_from`)."""
 DISCRIMINATOR_FILE = "discriminator.safetensors"
 """Saved beside a release so that training can resume from it (`init_from`); never shipped."""
 
@@ -253,8 +257,13 @@ class Trainer:
         self._log(f"resumed from step {self.step}")
 
     def _start_from_release(self, folder: Path) -> None:
-        """Weights (and the discriminator, if saved) of a release; fresh optimisers."""
+        """Weights (and the discriminator, if saved) of a release; fresh optimisers. The release's
+        dev score is the one to beat, unless its bottleneck was shrunk: then the first evaluation
+        exports."""
         release = NeuralCodec.load(folder)
+        shrunk = release.config.bottleneck_hidden > self.config.model.bottleneck_hidden
+        if shrunk:
+            release = self._shrunk(release)
         if replace(release.config, model_id=self.config.model.model_id, extra={}) != self.config.model:
             raise ValueError(f"{folder} holds another model architecture than the one configured")
         self.model.load_state_dict(release.state_dict())
@@ -262,8 +271,15 @@ class Trainer:
             self.discriminator.load_state_dict(load_file(str(folder / DISCRIMINATOR_FILE)))
         self.step = int(release.config.extra.get("steps", 0))
         metrics = release.config.extra.get("dev_metrics", {})
-        self.best = selection_score(metrics) if metrics else None
+        self.best = selection_score(metrics) if metrics and not shrunk else None
         self._log(f"started from the release in {folder} (step {self.step})")
+
+    def _shrunk(self, release: NeuralCodec) -> NeuralCodec:
+        """The release with the configured (narrower) bottleneck, refitted on training crops."""
+        hidden = self.config.model.bottleneck_hidden
+        self._log(f"shrinking the release's bottleneck from {release.config.bottleneck_hidden} to {hidden} channels")
+        audio = self.sampler.batch(SHRINK_CROPS, int(SHRINK_CROP_SECONDS * SAMPLE_RATE))
+        return shrink_bottleneck(release, hidden, audio)
 
     def save(self) -> None:
         if self.rank == 0:

@@ -100,11 +100,17 @@ class CallStats:
         return (
             f"{self.duration_s:6.1f} s | sent {self.packets_sent} ({self.sent_kbps:.1f} kbps) | "
             f"received {self.packets_received} ({self.received_kbps:.1f} kbps), "
-            f"lost {self.lost}, late {self.late}, concealed {self.concealed} | "
+            f"lost {self.lost}, late {self.late}, concealed {self.concealed}{self._hostile()} | "
             f"jitter buffer {self.jitter_target_ms:.0f} ms | "
             f"one-way p50 {format_ms(self.one_way_delay_p50_ms)} "
             f"p95 {format_ms(self.one_way_delay_p95_ms)}"
         )
+
+    def _hostile(self) -> str:
+        """", rejected R, flooded F" when the peer sent what was dropped unplayed; else nothing."""
+        if not (self.rejected or self.flooded):
+            return ""
+        return f", rejected {self.rejected}, flooded {self.flooded}"
 
 
 class StatusLine:

@@ -282,7 +282,7 @@ def test_cli_simulate_rtcodec_with_redundancy_and_fixed_playout(
     printed = capsys.readouterr().out
     audio, _ = soundfile.read(out, dtype="float32")
     assert len(audio) == FRAMES * FRAME_SAMPLES
-    assert "(9 kbps of codes with redundancy)" in printed and "recovered by redundancy" in printed
+    assert "rtcodec at 6 kbps" in printed and "recovered by redundancy" in printed
     total = float(printed.split("kbps in all")[0].rsplit(" ", 2)[-2])
     assert total == pytest.approx((5 + 15 + 2 * 5) * 8 * 50 / 1000, rel=0.01)
 

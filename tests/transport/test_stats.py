@@ -38,6 +38,11 @@ def test_delay_percentiles_are_in_milliseconds() -> None:
     assert meter.percentile_ms(50) == 30.0
 
 
+def test_the_status_line_shows_dropped_messages_only_when_there_are_some() -> None:
+    assert "rejected" not in stats().status_line()
+    assert "rejected 2, flooded 7 |" in stats(rejected=2, flooded=7).status_line()
+
+
 def test_the_status_line_rewrites_itself_on_a_terminal() -> None:
     terminal = Terminal()
     status = StatusLine(terminal)
