@@ -110,7 +110,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def _schedule(args: argparse.Namespace) -> dict[str, float]:
     """The TrainConfig fields that were given on the command line."""
-    given = {"adversarial_from_step": args.adversarial_from, "eval_minutes": args.eval_minutes}
+    given = {"adversarial_from_step": args.adversarial_from, "eval_minutes": args.eval_minutes,
+             "learning_rate": args.learning_rate}
     return {name: value for name, value in given.items() if value is not None}
 
 
@@ -250,6 +251,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--adversarial-from", type=int, metavar="STEP",
                        help="step from which the discriminator trains (default: the TrainConfig's)")
     train.add_argument("--eval-minutes", type=float, help="minutes between dev evaluations")
+    train.add_argument("--learning-rate", type=float,
+                       help="peak learning rate before its per-step decay (default: the TrainConfig's); "
+                            "lower it to anneal a model that has stopped improving")
     train.add_argument("--init-from", type=Path,
                        help="start from a release folder (e.g. rtcodec/weights) when RUN_DIR has no checkpoint; "
                             "a wider bottleneck is shrunk to the configured one")

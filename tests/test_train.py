@@ -19,7 +19,7 @@ from rtcodec.model import NeuralCodec
 from rtcodec.train.data import split_by_speaker
 from rtcodec.train.losses import ComplexStftLoss, MultiScaleMelLoss, level_normalised
 from rtcodec.train.shrink import shrink_bottleneck
-from rtcodec.train.trainer import RELEASE_DIR, TrainConfig, Trainer, selection_score
+from rtcodec.train.trainer import RELEASE_DIR, TrainConfig, Trainer, rank_stream, selection_score
 
 TINY = CodecConfig(channels=4, latent_dim=32, bottleneck_hidden=32, num_codebooks=12)
 
@@ -65,7 +65,9 @@ def test_run_stops_evaluates_and_exports(speech_folder: Path, tmp_path: Path) ->
     assert trainer.step == 2
     exported = NeuralCodec.load(tmp_path / "run" / RELEASE_DIR)
     assert exported.config.extra["steps"] == 2
-    assert "pesq@6" in exported.config.extra["dev_metrics"]
+    metrics = exported.config.extra["dev_metrics"]
+    assert "pesq@6" in metrics
+    assert all(metrics[f"explained@{rate}"] <= 1 for rate in ("1.5", "3", "6", "12"))
 
 
 def test_validation_split_holds_out_whole_speakers() -> None:
@@ -86,6 +88,16 @@ def test_two_process_ddp(speech_folder: Path, tmp_path: Path) -> None:
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "ddp" / "checkpoint.pt").is_file()
+
+
+def test_resumed_ranks_draw_different_but_reproducible_crops() -> None:
+    def draws(rank: int) -> np.ndarray:
+        saved = np.random.default_rng(7)  # the stream a checkpoint restores on every rank
+        return rank_stream(saved, rank).integers(0, 2**31, 8)
+
+    assert np.array_equal(draws(0), np.random.default_rng(7).integers(0, 2**31, 8)), "rank 0 keeps its stream"
+    assert np.array_equal(draws(1), draws(1))
+    assert not np.array_equal(draws(0), draws(1)) and not np.array_equal(draws(1), draws(2))
 
 
 def test_a_release_restarts_training(speech_folder: Path, tmp_path: Path) -> None:

@@ -31,7 +31,8 @@ def pick_dev_clips(folders: Sequence[Path], count: int) -> list[np.ndarray]:
 
 @torch.no_grad()
 def evaluate(model: NeuralCodec, clips: Sequence[np.ndarray], kbps: Sequence[float] = EVAL_KBPS) -> dict[str, float]:
-    """Mean PESQ-WB and STOI of offline encode/decode at each bitrate: {"pesq@6": ..., "stoi@6": ...}."""
+    """Mean PESQ-WB and STOI of offline encode/decode at each bitrate, and the share of the latent's
+    variance that its codebooks reproduce: {"pesq@6": ..., "stoi@6": ..., "explained@6": ...}."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -46,5 +47,23 @@ def evaluate(model: NeuralCodec, clips: Sequence[np.ndarray], kbps: Sequence[flo
             stoi.append(metrics.stoi(clip, output))
         results[f"pesq@{rate:g}"] = float(np.mean(pesq))
         results[f"stoi@{rate:g}"] = float(np.mean(stoi))
+    results |= explained_variance(model, clips, kbps)
     model.train(was_training)
+    return results
+
+
+@torch.no_grad()
+def explained_variance(model: NeuralCodec, clips: Sequence[np.ndarray], kbps: Sequence[float]) -> dict[str, float]:
+    """1 - |latent - quantized|^2 / |latent - mean latent|^2 over all frames of `clips`, per bitrate.
+
+    It shows whether more codebooks carry more: when it saturates after a few codebooks, higher
+    bitrates cannot sound better than low ones.
+    """
+    device = next(model.parameters()).device
+    latent = torch.cat([model.encoder(torch.from_numpy(c)[None, None, :].to(device)) for c in clips], dim=2)
+    spread = (latent - latent.mean(dim=2, keepdim=True)).pow(2).sum()
+    results = {}
+    for rate in kbps:
+        quantized = model.quantizer.decode(model.quantizer.encode(latent, codebooks_for_kbps(rate)))
+        results[f"explained@{rate:g}"] = float(1 - (latent - quantized).pow(2).sum() / spread)
     return results

@@ -95,6 +95,12 @@ def selection_score(dev_metrics: dict[str, float]) -> float:
     return stoi + (pesq - 1.0) / 3.5
 
 
+def rank_stream(rng: np.random.Generator, rank: int) -> np.random.Generator:
+    """A stream for DDP rank `rank`, independent of `rng`'s (which rank 0 keeps) and of the other
+    ranks': resumed ranks would otherwise all draw rank 0's crops."""
+    return np.random.Generator(rng.bit_generator.jumped(rank)) if rank else rng
+
+
 @dataclass
 class StepLosses:
     values: dict[str, float]
@@ -254,6 +260,9 @@ class Trainer:
         self.step, self.best = state["step"], state["best"]
         torch.set_rng_state(state["torch_rng"])
         self.sampler.rng.bit_generator.state = json.loads(state["sampler_rng"])
+        if self.rank > 0:  # the checkpoint holds rank 0's streams: every other rank branches off them
+            torch.manual_seed(hash((self.config.seed, self.rank, self.step)) % 2**63)
+            self.sampler.rng = rank_stream(self.sampler.rng, self.rank)
         self._log(f"resumed from step {self.step}")
 
     def _start_from_release(self, folder: Path) -> None:
