@@ -56,13 +56,13 @@ def evaluate(model: NeuralCodec, clips: Sequence[np.ndarray], kbps: Sequence[flo
 def explained_variance(model: NeuralCodec, clips: Sequence[np.ndarray], kbps: Sequence[float]) -> dict[str, float]:
     """1 - |latent - quantized|^2 / |latent - mean latent|^2 over all frames of `clips`, per bitrate.
 
-    It shows whether more codebooks carry more: when it saturates after a few codebooks, higher
-    bitrates cannot sound better than low ones.
+    It shows whether more codebooks carry more of the latent: where it stops rising, higher
+    bitrates have little more to give the decoder.
     """
     device = next(model.parameters()).device
     latent = torch.cat([model.encoder(torch.from_numpy(c)[None, None, :].to(device)) for c in clips], dim=2)
     spread = (latent - latent.mean(dim=2, keepdim=True)).pow(2).sum()
-    results = {}
+    results: dict[str, float] = {}
     for rate in kbps:
         quantized = model.quantizer.decode(model.quantizer.encode(latent, codebooks_for_kbps(rate)))
         results[f"explained@{rate:g}"] = float(1 - (latent - quantized).pow(2).sum() / spread)
