@@ -261,8 +261,8 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.sampler.rng.bit_generator.state = json.loads(state["sampler_rng"])
         if self.rank > 0:  # the checkpoint holds rank 0's streams: every other rank branches off them
-            torch.manual_seed(hash((self.config.seed, self.rank, self.step)) % 2**63)
             self.sampler.rng = rank_stream(self.sampler.rng, self.rank)
+            torch.manual_seed(int(self.sampler.rng.integers(2**63)))
         self._log(f"resumed from step {self.step}")
 
     def _start_from_release(self, folder: Path) -> None:
