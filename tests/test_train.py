@@ -16,6 +16,7 @@ import torch
 
 from rtcodec.config import SAMPLE_RATE, CodecConfig
 from rtcodec.model import NeuralCodec
+from rtcodec.train.averaging import WeightAverage
 from rtcodec.train.data import split_by_speaker
 from rtcodec.train.losses import ComplexStftLoss, MultiScaleMelLoss, level_normalised
 from rtcodec.train.shrink import shrink_bottleneck
@@ -52,10 +53,29 @@ def test_steps_checkpoint_and_exact_resume(speech_folder: Path, tmp_path: Path) 
     assert {"mel", "stft", "adversarial", "feature_matching"} <= set(losses.values)
     assert all(np.isfinite(v) for v in losses.values.values())
     trainer.save()
+    saved_average = copy.deepcopy(trainer.average.model.state_dict())
+    last_layer = "decoder.layers.19.conv.weight"
+    assert not torch.equal(saved_average[last_layer], trainer.model.state_dict()[last_layer])
     expected = trainer.train_step().values
     resumed = Trainer(config)
     assert resumed.step == 3
+    for name, tensor in saved_average.items():
+        assert torch.equal(resumed.average.model.state_dict()[name], tensor), name
     assert resumed.train_step().values == expected
+
+
+def test_the_weight_average_trails_the_trained_weights() -> None:
+    trained = torch.nn.Linear(3, 2)
+    average = WeightAverage(trained, decay=0.75)
+    start = trained.weight.detach().clone()
+    with torch.no_grad():
+        trained.weight.add_(4.0)
+    average.update(trained)
+    assert torch.allclose(average.model.weight, start + 1.0)
+    average.update(trained)
+    assert torch.allclose(average.model.weight, start + 1.75)
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(trained, decay=1.0)
 
 
 def test_run_stops_evaluates_and_exports(speech_folder: Path, tmp_path: Path) -> None:
@@ -83,7 +103,8 @@ def test_two_process_ddp(speech_folder: Path, tmp_path: Path) -> None:
     config_path.write_text(TINY.to_json())
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "rtcodec.cli", "train", str(speech_folder), "--model-config", str(config_path),
-               "--run-dir", str(tmp_path / "ddp"), "--batch-size", "2", "--crop-seconds", "0.64", "--max-steps", "2"]
+               "--run-dir", str(tmp_path / "ddp"), "--batch-size", "2", "--crop-seconds", "0.64", "--max-steps", "3",
+               "--adversarial-from", "0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -107,7 +128,7 @@ def test_a_release_restarts_training(speech_folder: Path, tmp_path: Path) -> Non
     assert (release / "discriminator.safetensors").is_file()
     second = Trainer(_config(speech_folder, tmp_path / "second", init_from=str(release)))
     assert second.step == 2
-    for name, tensor in first.model.state_dict().items():
+    for name, tensor in first.average.model.state_dict().items():
         assert torch.allclose(second.model.state_dict()[name].float(), tensor.float(), rtol=1e-2, atol=1e-3)
     assert np.isfinite(second.train_step().values["total"])
 

@@ -6,6 +6,8 @@ logits plus its feature maps for feature matching.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -52,25 +54,26 @@ class MultiScaleStftDiscriminator(nn.Module):
         return [scale(audio) for scale in self.scales]
 
 
-def discriminator_loss(discriminator: MultiScaleStftDiscriminator, real: torch.Tensor,
-                       fake: torch.Tensor) -> torch.Tensor:
-    """Hinge loss for the discriminator; `fake` is detached here."""
-    total = real.new_zeros(())
-    for (real_logits, _), (fake_logits, _) in zip(discriminator(real), discriminator(fake.detach())):
-        total = total + F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
-    return total / len(discriminator.scales)
+Critic = Callable[[torch.Tensor], list[tuple[torch.Tensor, Features]]]
+"""A `MultiScaleStftDiscriminator`, bare or wrapped in DistributedDataParallel."""
 
 
-def generator_losses(discriminator: MultiScaleStftDiscriminator, real: torch.Tensor,
-                     fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(hinge adversarial loss, relative feature-matching L1) for the codec."""
-    adversarial = real.new_zeros(())
-    matching = real.new_zeros(())
+def discriminator_loss(critic: Critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Hinge loss for the discriminator, in one forward pass over both halves; `fake` is detached."""
+    batch = real.shape[0]
+    outputs = critic(torch.cat([real, fake.detach()]))
+    return torch.stack([F.relu(1 - logits[:batch]).mean() + F.relu(1 + logits[batch:]).mean()
+                        for logits, _ in outputs]).mean()
+
+
+def generator_losses(critic: Critic, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(hinge adversarial loss, relative feature-matching L1) for the codec, each a mean over the
+    scales (and the feature maps)."""
     with torch.no_grad():
-        real_outputs = discriminator(real)
-    for (_, real_features), (fake_logits, fake_features) in zip(real_outputs, discriminator(fake)):
-        adversarial = adversarial + F.relu(1 - fake_logits).mean()
-        for r, f in zip(real_features, fake_features):
-            matching = matching + F.l1_loss(f, r) / r.abs().mean().clamp(min=1e-5)
-    scales = len(discriminator.scales)
-    return adversarial / scales, matching / (scales * len(discriminator.scales[0].layers))
+        real_outputs = critic(real)
+    fake_outputs = critic(fake)
+    adversarial = torch.stack([F.relu(1 - logits).mean() for logits, _ in fake_outputs]).mean()
+    matching = torch.stack([F.l1_loss(f, r) / r.abs().mean().clamp(min=1e-5)
+                            for (_, real_features), (_, fake_features) in zip(real_outputs, fake_outputs)
+                            for r, f in zip(real_features, fake_features)])
+    return adversarial, matching.mean()

@@ -3,6 +3,7 @@
 One process by default; under `torchrun --nproc_per_node N` the same entry point runs as
 DistributedDataParallel (gloo on CPU, nccl on GPU). Rank 0 alone writes checkpoints, logs and
 evaluates; it also decides when to checkpoint, evaluate and stop, and tells the other ranks.
+What is evaluated and released is a running average of the weights (`WeightAverage`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE, CodecConfig
 from rtcodec.model import NeuralCodec
+from rtcodec.train.averaging import WeightAverage
 from rtcodec.train.checkpoint import load_checkpoint, save_checkpoint
 from rtcodec.train.data import Augmentation, CropSampler, Corpus, find_audio, split_by_speaker
 from rtcodec.train.discriminator import MultiScaleStftDiscriminator, discriminator_loss, generator_losses
@@ -72,6 +74,8 @@ class TrainConfig:
     erasure_probability: float = 0.5
     """Share of items with erased frames (learned concealment)."""
     max_burst_frames: int = 5
+    average_decay: float = 0.998
+    """Per-step decay of the weight average that is evaluated and released (see `WeightAverage`)."""
     validation_fraction: float = 0.03
     max_minutes: float | None = None
     max_steps: int | None = None
@@ -133,6 +137,7 @@ class Trainer:
         self.mel_loss = MultiScaleMelLoss()
         self.stft_loss = MultiResolutionStftLoss()
         self.complex_loss = ComplexStftLoss()
+        self.average = WeightAverage(self.model, config.average_decay)
         self.step = 0
         self.best: float | None = None
         self.sampler = self._make_sampler()
@@ -217,6 +222,7 @@ class Trainer:
         total.backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), 100.0)
         self.optimizer.step()
+        self.average.update(self.model)
         if adversarial and self.step % config.discriminator_every == 0:
             losses["discriminator"] = self._discriminator_step(real, fake)
         self.step += 1
@@ -235,6 +241,7 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
+            "average": self.average.model.state_dict(),
             "discriminator": self.discriminator.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "d_optimizer": self.d_optimizer.state_dict(),
@@ -254,6 +261,7 @@ class Trainer:
         if CodecConfig.from_json(state["model_config"]) != self.config.model:
             raise ValueError(f"checkpoint in {self.run_dir} was trained with another model config")
         self.model.load_state_dict(state["model"])
+        self.average.model.load_state_dict(state.get("average", state["model"]))
         self.discriminator.load_state_dict(state["discriminator"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.d_optimizer.load_state_dict(state["d_optimizer"])
@@ -276,6 +284,7 @@ class Trainer:
         if replace(release.config, model_id=self.config.model.model_id, extra={}) != self.config.model:
             raise ValueError(f"{folder} holds another model architecture than the one configured")
         self.model.load_state_dict(release.state_dict())
+        self.average.model.load_state_dict(release.state_dict())
         if (folder / DISCRIMINATOR_FILE).is_file():
             self.discriminator.load_state_dict(load_file(str(folder / DISCRIMINATOR_FILE)))
         self.step = int(release.config.extra.get("steps", 0))
@@ -300,7 +309,7 @@ class Trainer:
         """Dev PESQ/STOI; exports `run_dir/best` when the selection metric improves."""
         if not self.dev_clips:
             return {}
-        results = evaluate(self.model, self.dev_clips)
+        results = evaluate(self.average.model, self.dev_clips)
         self._write_log({"step": self.step, "eval": results})
         self._log(f"eval @ {self.step}: " + "  ".join(f"{k} {v:.3f}" for k, v in results.items()))
         score = selection_score(results)
@@ -313,7 +322,7 @@ class Trainer:
         provenance = {"training_data": list(self.config.data), "steps": self.step, "dev_metrics": results,
                       "dev_clips": len(self.dev_clips)}
         release = NeuralCodec(replace(self.config.model, model_id=f"rtcodec-{self.step}", extra=provenance))
-        release.load_state_dict(self.model.state_dict())
+        release.load_state_dict(self.average.model.state_dict())
         release.save(self.run_dir / RELEASE_DIR, dtype=torch.float16)
         half = {name: t.detach().cpu().half() for name, t in self.discriminator.state_dict().items()}
         save_file(half, str(self.run_dir / RELEASE_DIR / DISCRIMINATOR_FILE))
