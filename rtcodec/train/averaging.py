@@ -1,8 +1,10 @@
 """An exponential moving average of a model's weights, the copy that is evaluated and released.
 
-SGD noise keeps the trained weights jittering around a better point; their running average sits
-closer to it, at no training cost. Parameters are averaged; buffers (codebook statistics) are the
-trained model's own, copied at every update.
+Gradient noise (and the adversarial game) keeps the trained weights jittering; their running
+average smooths that out at no training cost. At the low learning rates of rtcodec-29827's last
+stage, it measured within noise of the trained weights (dev PESQ-WB at 6 kbps 1.376 against 1.371,
+step 30021). Parameters are averaged; buffers (codebook statistics) are the trained model's own,
+copied at every update.
 """
 
 from __future__ import annotations
