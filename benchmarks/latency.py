@@ -4,8 +4,9 @@ rtcodec, Opus and Lyra v2 side by side.
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/latency.py --untrained --quick
 
 1. Algorithmic latency: one frame (FRAME_SAMPLES / SAMPLE_RATE = 20 ms) plus the codec's
-   lookahead: none for rtcodec (causal) and Lyra v2 (its README: output time-aligned), the
-   encoder's `delay_samples` for Opus (6.5 ms).
+   lookahead: `delay_samples` of each codec's encoder: for rtcodec its decoder's overlap-add (none
+   for the SEANet decoder, 5 ms for the spectral one at the default overlap), for Opus the libopus
+   lookahead (6.5 ms); none for Lyra v2 (its README: output time-aligned).
 2. Compute per 20 ms frame on one thread: each codec streams the same speech frame by frame,
    encode and decode timed separately (encode: `encoder.push`, packet serialisation included;
    decode: `Packet.parse` + `decoder.push`). rtcodec runs on its numpy fast path (as calls run
@@ -234,7 +235,9 @@ def algorithmic_latency(condition: Condition) -> Entry:
     if isinstance(encoder, OpusStreamEncoder):
         lookahead, source = encoder.delay_samples, "libopus encoder lookahead (delay_samples)"
     elif isinstance(encoder, RtcStreamEncoder):
-        lookahead, source = 0, "causal model: a packet codes its own frame, no lookahead"
+        lookahead = encoder.delay_samples
+        source = ("causal model: a packet codes its own frame"
+                  + (", then the decoder's overlap-add (delay_samples)" if lookahead else ", no lookahead"))
     elif isinstance(encoder, LyraStreamEncoder):
         lookahead, source = 0, "Lyra v2 README: output time-aligned with the input"
     else:

@@ -7,6 +7,7 @@ non-zero exit, with no traceback and no partial output file.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -17,8 +18,8 @@ import numpy as np
 from rtcodec.audio import AudioError, frames, read_audio, write_wav
 from rtcodec.bitstream import RTC_FORMAT_VERSION, Packet, PacketError, RtcHeader, read_rtc, write_rtc
 from rtcodec.codecs import CODEC_NAMES, RTCODEC_NAME, CodecSpec
-from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE, CodecConfig, ConfigError
-from rtcodec.model import WeightsError
+from rtcodec.config import DECODERS, FRAME_SAMPLES, SAMPLE_RATE, CodecConfig, ConfigError
+from rtcodec.model import FREEZABLE, WeightsError
 from rtcodec.opus import OPUS_NAME
 from rtcodec.transport import PeerError, SignallingError
 
@@ -100,10 +101,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     from rtcodec.train.trainer import TrainConfig, train
 
     model = CodecConfig.load(args.model_config) if args.model_config else CodecConfig()
+    if args.decoder:
+        model = dataclasses.replace(model, decoder=args.decoder)
     config = TrainConfig(data=tuple(args.data), noise=tuple(args.noise), dev=tuple(args.dev), model=model,
                          run_dir=args.run_dir, batch_size=args.batch_size, crop_seconds=args.crop_seconds,
                          max_minutes=args.max_minutes, max_steps=args.max_steps, seed=args.seed,
-                         init_from=str(args.init_from) if args.init_from else None, **_schedule(args))
+                         init_from=str(args.init_from) if args.init_from else None, frozen=tuple(args.freeze),
+                         **_schedule(args))
     run_dir = train(config)
     print(f"training stopped; checkpoint in {run_dir}, best weights in {run_dir / 'best'}")
 
@@ -243,6 +247,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--dev", nargs="*", default=[], help="folders for periodic PESQ/STOI evaluation")
     train.add_argument("--run-dir", default="runs/codec")
     train.add_argument("--model-config", type=Path, help="CodecConfig JSON (default: the standard model)")
+    train.add_argument("--decoder", choices=DECODERS, help="decoder architecture (default: the model config's)")
     train.add_argument("--batch-size", type=int, default=16)
     train.add_argument("--crop-seconds", type=float, default=1.0)
     train.add_argument("--max-minutes", type=float)
@@ -256,7 +261,9 @@ def _parser() -> argparse.ArgumentParser:
                             "lower it to anneal a model that has stopped improving")
     train.add_argument("--init-from", type=Path,
                        help="start from a release folder (e.g. rtcodec/weights) when RUN_DIR has no checkpoint; "
-                            "a wider bottleneck is shrunk to the configured one")
+                            "a wider bottleneck is shrunk to the configured one, another decoder starts afresh")
+    train.add_argument("--freeze", nargs="*", default=[], choices=FREEZABLE,
+                       help="parts of the codec to keep as they are (e.g. to train a new decoder)")
     train.set_defaults(run=cmd_train)
 
     for sub in (encode, decode):

@@ -76,7 +76,8 @@ class Codec:
 
     @torch.inference_mode()
     def decode(self, codes: np.ndarray) -> np.ndarray:
-        """int codes [num_codebooks, frames] (ABSENT = -1 allowed) -> float32 audio [frames * FRAME_SAMPLES]."""
+        """int codes [num_codebooks, frames] (ABSENT = -1 allowed) -> float32 audio [frames * FRAME_SAMPLES],
+        lagging the encoded audio by `config.delay_samples` (0 for the SEANet decoder)."""
         array = np.asarray(codes)
         if array.ndim != 2 or not 1 <= array.shape[0] <= self.config.num_codebooks:
             raise ValueError(f"codes must be [1..{self.config.num_codebooks} codebooks, frames], got {array.shape}")
@@ -157,6 +158,11 @@ class RtcStreamEncoder:
     def kbps(self) -> float:
         """Bitrate of this frame's codes alone."""
         return kbps_for_codebooks(self._num_codebooks)
+
+    @property
+    def delay_samples(self) -> int:
+        """Samples by which decoded audio lags the input: the spectral decoder's overlap, else 0."""
+        return self._config.delay_samples
 
     @property
     def total_kbps(self) -> float:

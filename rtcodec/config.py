@@ -25,6 +25,10 @@ STANDARD_KBPS = (1.5, 3.0, 6.0, 9.0, 12.0)
 """The bitrates rtcodec advertises."""
 
 
+DECODERS = ("seanet", "spectral")
+"""The decoder architectures a `CodecConfig` can name."""
+
+
 class ConfigError(ValueError):
     """A bitrate or configuration that the codec cannot honour."""
 
@@ -69,6 +73,16 @@ class CodecConfig:
     codebook_size: int = CODEBOOK_SIZE
     codebook_dim: int = 8
     """Dimension of the l2-normalised codebook lookup space (low, as in DAC)."""
+    decoder: str = "seanet"
+    """"seanet": the encoder mirrored, transposed convolutions up to 16 kHz. "spectral": ConvNeXt
+    blocks at 50 Hz that predict each frame's spectrum, then an inverse FFT and overlap-add
+    (`rtcodec.modules.spectral`)."""
+    decoder_dim: int = 384
+    """Width of the spectral decoder's blocks."""
+    decoder_layers: int = 8
+    """ConvNeXt blocks in the spectral decoder."""
+    synthesis_overlap: int = 80
+    """Samples that consecutive frames of the spectral decoder share; its output lags by as many."""
     model_id: str = "untrained"
     extra: dict[str, object] = field(default_factory=dict, compare=False)
     """Provenance (training data, steps, dev metrics); does not change the architecture."""
@@ -77,6 +91,11 @@ class CodecConfig:
         for name in ("channels", "latent_dim", "bottleneck_hidden", "codebook_dim"):
             _check_integer(name, getattr(self, name), 1)
         _check_integer("bottleneck_blocks", self.bottleneck_blocks, 0)
+        if self.decoder not in DECODERS:
+            raise ConfigError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
+        _check_integer("decoder_dim", self.decoder_dim, 1)
+        _check_integer("decoder_layers", self.decoder_layers, 0)
+        _check_integer("synthesis_overlap", self.synthesis_overlap, 0, FRAME_SAMPLES)
         _check_integer("num_codebooks", self.num_codebooks, 1, MAX_CODEBOOKS)
         _check_integer("codebook_size", self.codebook_size, 1)
         if self.codebook_size != CODEBOOK_SIZE:
@@ -91,6 +110,11 @@ class CodecConfig:
             raise ConfigError(f"model_id must be a string, got {self.model_id!r}")
         if not isinstance(self.extra, dict):
             raise ConfigError(f"extra must be a JSON object, got {self.extra!r}")
+
+    @property
+    def delay_samples(self) -> int:
+        """Samples by which decoded audio lags the input: the spectral decoder's overlap, else 0."""
+        return self.synthesis_overlap if self.decoder == "spectral" else 0
 
     @property
     def max_kbps(self) -> float:

@@ -48,6 +48,7 @@ from rtcodec.config import FRAME_SAMPLES
 from rtcodec.model import NeuralCodec
 from rtcodec.modules.conv import StreamingConv1d, StreamingConvTranspose1d
 from rtcodec.modules.seanet import ResidualUnit, RmsNorm
+from rtcodec.modules.spectral import MAX_LOG_MAGNITUDE, ChannelNorm, ConvNeXtBlock, FrameSynthesis
 from rtcodec.quantization import ABSENT, ResidualVectorQuantizer
 
 _MIN_WINDOWS = 4
@@ -296,6 +297,113 @@ class _Residual(_Kernel):
         return np.add(x, _run(self.kernels, x), out=self.out)
 
 
+class _Depthwise(_Kernel):
+    """StreamingConv1d with one group per channel: each output channel sums its own taps."""
+
+    def __init__(self, layer: StreamingConv1d, rows: int) -> None:
+        conv = layer.conv
+        channels, kernel, dilation = conv.in_channels, conv.kernel_size[0], conv.dilation[0]
+        if layer.stride != 1:
+            raise TypeError("the fast path has no kernel for a strided depthwise convolution")
+        self.rows_out, self.channels_out = rows, channels
+        self.weight = _frozen(conv.weight[:, 0, :].T)  # [kernel, channels]
+        self.bias = _rows_of(_bias_of(conv), rows)
+        self.window = _Window(layer.left_context, rows, channels)
+        self.inputs = self.window.views((rows, channels), (channels, 1), layer.left_context)
+        self.taps = self.window.views((rows, kernel, channels), (channels, dilation * channels, 1))
+        self.products = np.empty((rows, kernel, channels), dtype=np.float32)
+        self.out = np.empty((rows, channels), dtype=np.float32)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        position = self.window.position
+        np.copyto(self.inputs[position], x)
+        np.multiply(self.taps[position], self.weight, out=self.products)
+        np.sum(self.products, axis=1, out=self.out)
+        self.out += self.bias
+        self.window.advance()
+        return self.out
+
+
+class _ChannelNorm(_Kernel):
+    """ChannelNorm: every row to zero mean and unit variance, then scaled and shifted."""
+
+    def __init__(self, layer: ChannelNorm, rows: int, channels: int) -> None:
+        norm = layer.norm
+        self.rows_out, self.channels_out = rows, channels
+        self.eps = float(norm.eps)
+        self.weight = _rows_of(norm.weight, rows)
+        self.bias = _rows_of(norm.bias, rows)
+        self.out = np.empty((rows, channels), dtype=np.float32)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        np.subtract(x, x.mean(axis=1, keepdims=True), out=self.out)
+        self.out /= np.sqrt(np.mean(self.out * self.out, axis=1, keepdims=True) + self.eps)
+        self.out *= self.weight
+        self.out += self.bias
+        return self.out
+
+
+class _Gelu(_Kernel):
+    """GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))."""
+
+    def __init__(self, rows: int, channels: int) -> None:
+        self.rows_out, self.channels_out = rows, channels
+        self.inner = np.empty((rows, channels), dtype=np.float32)
+        self.out = np.empty((rows, channels), dtype=np.float32)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        inner = self.inner
+        np.multiply(x, x, out=inner)
+        inner *= 0.044715
+        inner += 1.0
+        inner *= x
+        inner *= math.sqrt(2.0 / math.pi)
+        np.tanh(inner, out=inner)
+        inner += 1.0
+        np.multiply(x, inner, out=self.out)
+        self.out *= 0.5
+        return self.out
+
+
+class _ConvNeXt(_Kernel):
+    """ConvNeXtBlock: x + scale * block(x)."""
+
+    def __init__(self, layer: ConvNeXtBlock, rows: int, channels: int) -> None:
+        self.kernels = _compile(layer.block, rows, channels)
+        self.scale = _rows_of(layer.scale[:, 0], rows)
+        self.rows_out, self.channels_out = rows, channels
+        self.out = np.empty((rows, channels), dtype=np.float32)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        np.multiply(_run(self.kernels, x), self.scale, out=self.out)
+        self.out += x
+        return self.out
+
+
+class _Synthesis(_Kernel):
+    """FrameSynthesis for one frame: [1, 2 * bins] log magnitudes and phases -> [FRAME_SAMPLES, 1],
+    an inverse real FFT, the window, and the previous frame's falling end added on."""
+
+    def __init__(self, layer: FrameSynthesis, rows: int) -> None:
+        if rows != 1:
+            raise ValueError("frame synthesis takes one spectrum per frame")
+        self.rows_out, self.channels_out = FRAME_SAMPLES, 1
+        self.bins, self.length, self.overlap = layer.bins, layer.length, layer.overlap
+        self.window = _frozen(layer.window)
+        self.tail = np.zeros(layer.overlap, dtype=np.float32)
+        self.out = np.empty((FRAME_SAMPLES, 1), dtype=np.float32)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        log_magnitude, phase = x[0, : self.bins], x[0, self.bins :]
+        magnitude = np.exp(np.minimum(log_magnitude, MAX_LOG_MAGNITUDE))
+        piece = np.fft.irfft(magnitude * np.exp(1j * phase), n=self.length).astype(np.float32)
+        piece *= self.window
+        piece[: self.overlap] += self.tail
+        self.tail[:] = piece[FRAME_SAMPLES:]
+        self.out[:, 0] = piece[:FRAME_SAMPLES]
+        return self.out
+
+
 def _flat(layers: Iterable[nn.Module]) -> Iterator[nn.Module]:
     for layer in layers:
         if isinstance(layer, nn.Sequential):
@@ -316,7 +424,11 @@ def _compile(layers: Iterable[nn.Module], rows: int, channels: int) -> list[_Ker
             alpha = float(layer.alpha)
             continue
         kernel: _Kernel
-        if isinstance(layer, StreamingConv1d):
+        if isinstance(layer, StreamingConv1d) and layer.conv.groups > 1:
+            if layer.conv.groups != layer.conv.in_channels or alpha is not None:
+                raise TypeError("the fast path has no kernel for a grouped convolution")
+            kernel = _Depthwise(layer, rows)
+        elif isinstance(layer, StreamingConv1d):
             pointwise = layer.left_context == 0 and layer.stride == 1
             kernel = (_Pointwise if pointwise else _Conv)(layer, rows, alpha)
         elif isinstance(layer, StreamingConvTranspose1d):
@@ -328,6 +440,14 @@ def _compile(layers: Iterable[nn.Module], rows: int, channels: int) -> list[_Ker
                 kernel = _Residual(layer, rows, channels)
             elif isinstance(layer, RmsNorm):
                 kernel = _RmsNorm(rows, channels)
+            elif isinstance(layer, ChannelNorm):
+                kernel = _ChannelNorm(layer, rows, channels)
+            elif isinstance(layer, nn.GELU) and layer.approximate == "tanh":
+                kernel = _Gelu(rows, channels)
+            elif isinstance(layer, ConvNeXtBlock):
+                kernel = _ConvNeXt(layer, rows, channels)
+            elif isinstance(layer, FrameSynthesis):
+                kernel = _Synthesis(layer, rows)
             else:
                 raise TypeError(f"the fast path has no kernel for {type(layer).__name__}")
         alpha = None

@@ -15,11 +15,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from rtcodec.config import FRAME_SAMPLES, CodecConfig, ConfigError
-from rtcodec.modules import Decoder, Encoder
+from rtcodec.modules import Encoder, build_decoder
 from rtcodec.quantization import QuantizerOutput, ResidualVectorQuantizer
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+FREEZABLE = ("encoder", "quantizer")
+"""The parts of a `NeuralCodec` that training can leave as they are (to train a new decoder)."""
 
 
 class WeightsError(ValueError):
@@ -41,7 +43,7 @@ class NeuralCodec(nn.Module):
         self.config = config
         self.encoder = Encoder(config)
         self.quantizer = ResidualVectorQuantizer(config)
-        self.decoder = Decoder(config)
+        self.decoder = build_decoder(config)
         self.lost_embedding = nn.Parameter(torch.zeros(config.latent_dim))
         """Stands in for the latent of a lost frame; training teaches the decoder to conceal."""
 
@@ -50,7 +52,8 @@ class NeuralCodec(nn.Module):
         return self.quantizer.encode(self.encoder(audio), num_codebooks)
 
     def decode(self, codes: torch.Tensor, lost: torch.Tensor | None = None) -> torch.Tensor:
-        """codes [batch, k, frames] (+ `lost` [batch, frames] bool) -> audio [batch, 1, frames * FRAME_SAMPLES]."""
+        """codes [batch, k, frames] (+ `lost` [batch, frames] bool) -> audio [batch, 1, frames * FRAME_SAMPLES],
+        lagging the encoded audio by `config.delay_samples`."""
         return self.decoder(self.mark_lost(self.quantizer.decode(codes), lost))
 
     def mark_lost(self, latent: torch.Tensor, lost: torch.Tensor | None) -> torch.Tensor:

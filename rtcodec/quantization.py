@@ -141,6 +141,7 @@ class ResidualVectorQuantizer(nn.Module):
 
         Every stage runs for every item, so that each stage learns to explain the residual that
         the stages before it leave (the auxiliary losses); the decoder only gets the active ones.
+        A frozen codebook (entries that do not require gradients) is neither initialised nor restarted.
         """
         residual = latent
         quantized = torch.zeros_like(latent)
@@ -148,7 +149,7 @@ class ResidualVectorQuantizer(nn.Module):
         for i, codebook in enumerate(self.codebooks):
             points = codebook.lookup_space(residual)
             stage_codes = codebook.nearest(points)
-            if self.training:
+            if self.training and codebook.embedding.requires_grad:
                 codebook.prepare(points.flatten(0, 1), stage_codes.flatten())
                 stage_codes = codebook.nearest(points)
             target = F.normalize(points, dim=-1)

@@ -34,8 +34,12 @@ CONFIGS = {
         num_codebooks=5, codebook_dim=4,
     ),
     "default": CodecConfig(),
+    "spectral": CodecConfig(
+        channels=4, latent_dim=32, bottleneck_hidden=32, num_codebooks=12, decoder="spectral", decoder_dim=24,
+        decoder_layers=2, synthesis_overlap=48,
+    ),
 }
-RATES = {"small": (1.5, 3.0, 6.0), "odd": (0.5, 1.5, 2.5), "default": (1.5, 6.0, 12.0)}
+RATES = {"small": (1.5, 3.0, 6.0), "odd": (0.5, 1.5, 2.5), "default": (1.5, 6.0, 12.0), "spectral": (1.5, 6.0)}
 """Bitrates to switch between, in kbps; the last is where each stream starts."""
 
 

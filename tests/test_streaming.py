@@ -12,11 +12,13 @@ from torch import nn
 from rtcodec.bitstream import Packet
 from rtcodec.codec import untrained
 from rtcodec.config import FRAME_SAMPLES, CodecConfig
-from rtcodec.modules import Decoder, Encoder, StreamingConv1d, StreamingConvTranspose1d
+from rtcodec.modules import Decoder, Encoder, SpectralDecoder, StreamingConv1d, StreamingConvTranspose1d
 from rtcodec.streaming import streaming
 
 TOLERANCE = 1e-5
 SMALL = CodecConfig(channels=4, latent_dim=32, bottleneck_hidden=32, num_codebooks=12)
+SPECTRAL = CodecConfig(channels=4, latent_dim=32, bottleneck_hidden=32, num_codebooks=12, decoder="spectral",
+                       decoder_dim=24, decoder_layers=2, synthesis_overlap=48)
 
 
 def _layers() -> dict[str, tuple[nn.Module, int, int]]:
@@ -27,9 +29,11 @@ def _layers() -> dict[str, tuple[nn.Module, int, int]]:
         "conv_dilated": (StreamingConv1d(3, 5, 3, dilation=4), 3, 1),
         "conv_strided": (StreamingConv1d(3, 5, 8, stride=4), 3, 4),
         "conv_pointwise": (StreamingConv1d(3, 5, 1), 3, 1),
+        "conv_depthwise": (StreamingConv1d(3, 3, 7, groups=3), 3, 1),
         "conv_transposed": (StreamingConvTranspose1d(3, 5, 10, stride=5), 3, 1),
         "encoder": (Encoder(SMALL), 1, FRAME_SAMPLES),
         "decoder": (Decoder(SMALL), SMALL.latent_dim, 1),
+        "spectral_decoder": (SpectralDecoder(SPECTRAL), SPECTRAL.latent_dim, 1),
     }
 
 

@@ -98,13 +98,15 @@ def test_validation_split_holds_out_whole_speakers() -> None:
     assert Path("LJ001-0001.wav") in train
 
 
-def test_two_process_ddp(speech_folder: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("options", [[], ["--decoder", "spectral", "--freeze", "encoder", "quantizer"]],
+                         ids=["whole_codec", "spectral_decoder_alone"])
+def test_two_process_ddp(speech_folder: Path, tmp_path: Path, options: list[str]) -> None:
     config_path = tmp_path / "tiny.json"
     config_path.write_text(TINY.to_json())
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "rtcodec.cli", "train", str(speech_folder), "--model-config", str(config_path),
                "--run-dir", str(tmp_path / "ddp"), "--batch-size", "2", "--crop-seconds", "0.64", "--max-steps", "3",
-               "--adversarial-from", "0"]
+               "--adversarial-from", "0", *options]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -141,6 +143,38 @@ def test_a_wider_release_is_shrunk_to_the_configured_bottleneck(speech_folder: P
     assert second.model.config.bottleneck_hidden == TINY.bottleneck_hidden
     assert second.best is None  # the wide model's dev score is not the one to beat
     assert np.isfinite(second.train_step().values["total"])
+
+
+def test_a_new_decoder_trains_on_a_frozen_encoder_and_quantizer(speech_folder: Path, tmp_path: Path) -> None:
+    first = Trainer(_config(speech_folder, tmp_path / "first", max_steps=2))
+    first.run()
+    spectral = dataclasses.replace(TINY, decoder="spectral", decoder_dim=24, decoder_layers=2, synthesis_overlap=40)
+    second = Trainer(_config(speech_folder, tmp_path / "second", model=spectral, frozen=("encoder", "quantizer"),
+                             init_from=str(tmp_path / "first" / RELEASE_DIR)))
+    assert second.best is None  # the old decoder's dev score is not the one to beat
+    kept = {n: t.clone() for n, t in second.model.state_dict().items() if not n.startswith("decoder.")}
+    decoder = {n: t.clone() for n, t in second.model.decoder.state_dict().items()}
+    for _ in range(2):
+        assert np.isfinite(second.train_step().values["total"])
+    for name, tensor in second.model.state_dict().items():
+        if name in kept and name != "lost_embedding":
+            assert torch.equal(tensor, kept[name]), name
+    assert not torch.equal(second.model.lost_embedding, kept["lost_embedding"])
+    assert all(not torch.equal(t, decoder[n]) for n, t in second.model.decoder.state_dict().items())
+
+
+def test_freezing_an_unknown_part_is_refused(speech_folder: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cannot freeze decoder"):
+        Trainer(_config(speech_folder, tmp_path / "run", frozen=("decoder",)))
+
+
+def test_losses_compare_the_decoded_audio_with_the_input_it_lags(speech_folder: Path, tmp_path: Path) -> None:
+    spectral = dataclasses.replace(TINY, decoder="spectral", decoder_dim=24, decoder_layers=2, synthesis_overlap=40)
+    trainer = Trainer(_config(speech_folder, tmp_path / "run", model=spectral))
+    audio = torch.randn(1, 1, 640)
+    lagging = torch.nn.functional.pad(audio, (40, 0))[..., :640]
+    decoded, target = trainer._aligned(lagging, audio)
+    assert decoded.shape[-1] == 600 and torch.equal(decoded, target)
 
 
 def _speech_like(batch: int, seconds: float) -> torch.Tensor:

@@ -32,10 +32,12 @@ class StreamingConv1d(StreamingModule[ConvState]):
     """Causal Conv1d: [batch, in_channels, time] -> [batch, out_channels, time // stride]."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, dilation: int = 1
+        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, dilation: int = 1,
+        groups: int = 1,
     ) -> None:
         super().__init__()
-        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation)
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation,
+                              groups=groups)
         self.stride = stride
         self.span = (kernel_size - 1) * dilation + 1
         if self.span < stride:

@@ -19,15 +19,15 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import nn
 from safetensors.torch import load_file, save_file
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE, CodecConfig
-from rtcodec.model import NeuralCodec
+from rtcodec.model import FREEZABLE, NeuralCodec
 from rtcodec.train.averaging import WeightAverage
 from rtcodec.train.checkpoint import load_checkpoint, save_checkpoint
-from rtcodec.train.data import Augmentation, CropSampler, Corpus, find_audio, split_by_speaker
+from rtcodec.train.data import Augmentation, Corpus, CropSampler, find_audio, split_by_speaker
 from rtcodec.train.discriminator import MultiScaleStftDiscriminator, discriminator_loss, generator_losses
 from rtcodec.train.evaluate import evaluate, pick_dev_clips
 from rtcodec.train.losses import ComplexStftLoss, MultiResolutionStftLoss, MultiScaleMelLoss, level_normalised
@@ -40,6 +40,8 @@ SELECTION_KBPS = 6
 SHRINK_CROPS = 64
 SHRINK_CROP_SECONDS = 3.0
 """Training audio on which a release with a wider bottleneck is shrunk (`init_from`)."""
+DECODER_FIELDS = ("decoder", "decoder_dim", "decoder_layers", "synthesis_overlap")
+"""The `CodecConfig` fields that shape only the decoder."""
 DISCRIMINATOR_FILE = "discriminator.safetensors"
 """Saved beside a release so that training can resume from it (`init_from`); never shipped."""
 
@@ -84,7 +86,10 @@ class TrainConfig:
     eval_clips: int = 12
     seed: int = 0
     init_from: str | None = None
-    """A released model folder to start from when `run_dir` has no checkpoint (see `export`)."""
+    """A released model folder to start from when `run_dir` has no checkpoint (see `export`). Its
+    decoder may differ from the configured one: then only its encoder and quantizer are taken."""
+    frozen: tuple[str, ...] = ()
+    """Parts of the codec that training leaves as they are: any of FREEZABLE."""
 
     def to_json(self) -> str:
         raw = asdict(self)
@@ -131,8 +136,10 @@ class Trainer:
         self.log_to = log_to
         torch.manual_seed(config.seed + self.rank)
         self.model = NeuralCodec(config.model).to(self.device)
+        self._freeze(config.frozen)
         self.discriminator = MultiScaleStftDiscriminator().to(self.device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), config.learning_rate, betas=(0.8, 0.99))
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(trainable, config.learning_rate, betas=(0.8, 0.99))
         self.d_optimizer = torch.optim.AdamW(self.discriminator.parameters(), config.learning_rate, betas=(0.8, 0.99))
         self.mel_loss = MultiScaleMelLoss()
         self.stft_loss = MultiResolutionStftLoss()
@@ -148,6 +155,13 @@ class Trainer:
         if self.world > 1:
             self.codec = DistributedDataParallel(self.model)
             self.critic = DistributedDataParallel(self.discriminator)
+
+    def _freeze(self, parts: tuple[str, ...]) -> None:
+        unknown = sorted(set(parts) - set(FREEZABLE))
+        if unknown:
+            raise ValueError(f"cannot freeze {', '.join(unknown)}: only {', '.join(FREEZABLE)}")
+        for part in parts:
+            getattr(self.model, part).requires_grad_(False)
 
     # -- data -------------------------------------------------------------------------------------
 
@@ -195,6 +209,11 @@ class Trainer:
         start = int(self.sampler.rng.integers(0, real.shape[-1] - length + 1))
         return real[..., start : start + length], fake[..., start : start + length]
 
+    def _aligned(self, decoded: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(decoded, audio) [batch, 1, samples'], the decoder's delay taken out: sample for sample."""
+        delay = self.config.model.delay_samples
+        return decoded[..., delay:], audio[..., : audio.shape[-1] - delay]
+
     def train_step(self) -> StepLosses:
         config = self.config
         crop = int(config.crop_seconds * SAMPLE_RATE) // FRAME_SAMPLES * FRAME_SAMPLES
@@ -204,7 +223,8 @@ class Trainer:
         for group in (*self.optimizer.param_groups, *self.d_optimizer.param_groups):
             group["lr"] = self._learning_rate()
         output = self.codec(audio, active, lost)
-        estimate, target = level_normalised(output.audio, audio)
+        decoded, audio = self._aligned(output.audio, audio)
+        estimate, target = level_normalised(decoded, audio)
         losses = {
             "mel": self.mel_loss(estimate, target),
             "stft": self.stft_loss(estimate, target),
@@ -215,7 +235,7 @@ class Trainer:
         }
         adversarial = self.step >= config.adversarial_from_step
         if adversarial:
-            real, fake = self._crop_pair(audio, output.audio)
+            real, fake = self._crop_pair(audio, decoded)
             losses["adversarial"], losses["feature_matching"] = generator_losses(self.critic, real, fake)
         total = sum(getattr(config, f"weight_{name}") * value for name, value in losses.items())
         self.optimizer.zero_grad(set_to_none=True)
@@ -275,21 +295,25 @@ class Trainer:
 
     def _start_from_release(self, folder: Path) -> None:
         """Weights (and the discriminator, if saved) of a release; fresh optimisers. The release's
-        dev score is the one to beat, unless its bottleneck was shrunk: then the first evaluation
-        exports."""
+        dev score is the one to beat, unless its bottleneck was shrunk or its decoder is not the
+        configured one (then that starts afresh): then the first evaluation exports."""
         release = NeuralCodec.load(folder)
         shrunk = release.config.bottleneck_hidden > self.config.model.bottleneck_hidden
         if shrunk:
             release = self._shrunk(release)
-        if replace(release.config, model_id=self.config.model.model_id, extra={}) != self.config.model:
+        decoder = {name: getattr(self.config.model, name) for name in DECODER_FIELDS}
+        same_decoder = all(getattr(release.config, name) == value for name, value in decoder.items())
+        if replace(release.config, model_id=self.config.model.model_id, extra={}, **decoder) != self.config.model:
             raise ValueError(f"{folder} holds another model architecture than the one configured")
-        self.model.load_state_dict(release.state_dict())
-        self.average.model.load_state_dict(release.state_dict())
+        weights = {name: tensor for name, tensor in release.state_dict().items()
+                   if same_decoder or not name.startswith("decoder.")}
+        self.model.load_state_dict(weights, strict=same_decoder)
+        self.average.model.load_state_dict(self.model.state_dict())
         if (folder / DISCRIMINATOR_FILE).is_file():
             self.discriminator.load_state_dict(load_file(str(folder / DISCRIMINATOR_FILE)))
         self.step = int(release.config.extra.get("steps", 0))
         metrics = release.config.extra.get("dev_metrics", {})
-        self.best = selection_score(metrics) if metrics and not shrunk else None
+        self.best = selection_score(metrics) if metrics and not shrunk and same_decoder else None
         self._log(f"started from the release in {folder} (step {self.step})")
 
     def _shrunk(self, release: NeuralCodec) -> NeuralCodec:

@@ -1,0 +1,128 @@
+"""A decoder that works at the frame rate: it predicts each 20 ms frame's spectrum, and an inverse
+FFT and a short overlap-add make it audible (Vocos' idea, made causal and streaming).
+
+All of its compute runs at 50 Hz on wide matrices, where a CPU is efficient, instead of in narrow
+convolutions at 16 kHz. Frame t's synthesis window covers the samples
+[t * FRAME_SAMPLES - overlap, (t + 1) * FRAME_SAMPLES): it rises over the `overlap` samples it
+shares with frame t - 1, falls over those it shares with frame t + 1, and the two ramps sum to one.
+The last `overlap` samples of a frame are final only once the next frame is added, so the output
+lags the input by `overlap` samples (`CodecConfig.delay_samples`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rtcodec.config import FRAME_SAMPLES, CodecConfig
+from rtcodec.modules.conv import StreamingConv1d
+from rtcodec.streaming import StreamingModule
+
+DEPTHWISE_KERNEL = 7
+"""Frames of context in each block's depthwise convolution (140 ms)."""
+EXPANSION = 3
+"""Hidden width of a block's pointwise layers, in multiples of the decoder's width."""
+MAX_LOG_MAGNITUDE = 6.0
+"""Predicted log magnitudes are clipped here, so that no bin can blow up the output."""
+
+
+class ChannelNorm(nn.Module):
+    """LayerNorm over the channels of every frame of [batch, channels, time]."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+
+
+class ConvNeXtBlock(nn.Module):
+    """x + scale * pointwise(gelu(pointwise(norm(depthwise(x))))): [batch, dim, frames] -> same shape.
+
+    `layers` (the blocks in the stack) sets the initial scale, so that the stack starts near identity.
+    """
+
+    def __init__(self, dim: int, layers: int) -> None:
+        super().__init__()
+        self.block = nn.Sequential(
+            StreamingConv1d(dim, dim, DEPTHWISE_KERNEL, groups=dim),
+            ChannelNorm(dim),
+            StreamingConv1d(dim, EXPANSION * dim, 1),
+            nn.GELU(approximate="tanh"),
+            StreamingConv1d(EXPANSION * dim, dim, 1),
+        )
+        self.scale = nn.Parameter(torch.full((dim, 1), 1.0 / max(1, layers)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.scale * self.block(x)
+
+
+def synthesis_window(overlap: int) -> torch.Tensor:
+    """[FRAME_SAMPLES + overlap]: sin^2 rise over `overlap` samples, flat, cos^2 fall; rises and
+    falls of neighbouring frames sum to one."""
+    rise = torch.sin(0.5 * math.pi * (torch.arange(overlap) + 0.5) / overlap) ** 2
+    return torch.cat([rise, torch.ones(FRAME_SAMPLES - overlap), rise.flip(0)])
+
+
+@dataclass
+class SynthesisState:
+    tail: torch.Tensor
+    """[batch, overlap] the falling end of the last frame, still to be added to the next."""
+
+
+class FrameSynthesis(StreamingModule[SynthesisState]):
+    """Spectra [batch, 2 * bins, frames] (log magnitudes, then phases) -> audio [batch, 1, frames * FRAME_SAMPLES],
+    lagging the frames by `overlap` samples."""
+
+    def __init__(self, overlap: int) -> None:
+        super().__init__()
+        self.overlap = overlap
+        self.length = FRAME_SAMPLES + overlap
+        self.register_buffer("window", synthesis_window(overlap), persistent=False)
+
+    @property
+    def bins(self) -> int:
+        return self.length // 2 + 1
+
+    def initial_state(self, batch_size: int, device: torch.device) -> SynthesisState:
+        return SynthesisState(torch.zeros(batch_size, self.overlap, device=device))
+
+    def forward(self, spectra: torch.Tensor) -> torch.Tensor:
+        log_magnitude, phase = spectra.transpose(1, 2).chunk(2, dim=-1)
+        spectrum = torch.polar(log_magnitude.clamp(max=MAX_LOG_MAGNITUDE).exp(), phase)
+        pieces = torch.fft.irfft(spectrum, n=self.length) * self.window  # [batch, frames, length]
+        batch, frames, _ = pieces.shape
+        span = frames * FRAME_SAMPLES
+        audio = F.fold(pieces.transpose(1, 2), (1, span + self.overlap), (1, self.length),
+                       stride=(1, FRAME_SAMPLES)).view(batch, -1)
+        if self.is_streaming:
+            state = self.streaming_state
+            audio[:, : self.overlap] += state.tail
+            state.tail = audio[:, span:]
+        return audio[:, None, :span]
+
+
+class SpectralDecoder(nn.Module):
+    """Latent [batch, latent_dim, frames] -> audio [batch, 1, frames * FRAME_SAMPLES], lagging by
+    `config.synthesis_overlap` samples."""
+
+    def __init__(self, config: CodecConfig) -> None:
+        super().__init__()
+        dim, layers = config.decoder_dim, config.decoder_layers
+        synthesis = FrameSynthesis(config.synthesis_overlap)
+        self.layers = nn.Sequential(
+            StreamingConv1d(config.latent_dim, dim, 3),
+            ChannelNorm(dim),
+            *(ConvNeXtBlock(dim, layers) for _ in range(layers)),
+            ChannelNorm(dim),
+            StreamingConv1d(dim, 2 * synthesis.bins, 1),
+            synthesis,
+        )
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.layers(latent)
