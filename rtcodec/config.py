@@ -27,6 +27,8 @@ STANDARD_KBPS = (1.5, 3.0, 6.0, 9.0, 12.0)
 
 DECODERS = ("seanet", "spectral")
 """The decoder architectures a `CodecConfig` can name."""
+DECODER_FIELDS = ("decoder", "decoder_dim", "decoder_layers", "synthesis_overlap")
+"""The `CodecConfig` fields that shape only the decoder."""
 
 
 class ConfigError(ValueError):

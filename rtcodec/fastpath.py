@@ -250,15 +250,13 @@ class _ConvTranspose(_Kernel):
 
 
 class _RmsNorm(_Kernel):
-    """RmsNorm: every row divided by sqrt(mean of its squares + 1e-5)."""
+    """RmsNorm: every row divided by sqrt(mean of its squares + eps)."""
 
-    EPS = 1e-5
-
-    def __init__(self, rows: int, channels: int) -> None:
+    def __init__(self, rows: int, channels: int, eps: float = 1e-5) -> None:
         self.rows_out, self.channels_out = rows, channels
         self.squares = np.empty((rows, channels), dtype=np.float32)
         self.averaging = np.full((channels, 1), 1.0 / channels, dtype=np.float32)
-        self.eps = np.full((rows, 1), self.EPS, dtype=np.float32)
+        self.eps = np.full((rows, 1), eps, dtype=np.float32)
         self.scale = np.empty((rows, 1), dtype=np.float32)
         self.out = np.empty((rows, channels), dtype=np.float32)
 
@@ -325,20 +323,21 @@ class _Depthwise(_Kernel):
 
 
 class _ChannelNorm(_Kernel):
-    """ChannelNorm: every row to zero mean and unit variance, then scaled and shifted."""
+    """ChannelNorm (a LayerNorm over channels): the RmsNorm of every row minus its mean, then
+    scaled and shifted."""
 
     def __init__(self, layer: ChannelNorm, rows: int, channels: int) -> None:
         norm = layer.norm
         self.rows_out, self.channels_out = rows, channels
-        self.eps = float(norm.eps)
+        self.centered = np.empty((rows, channels), dtype=np.float32)
+        self.rms = _RmsNorm(rows, channels, float(norm.eps))
         self.weight = _rows_of(norm.weight, rows)
         self.bias = _rows_of(norm.bias, rows)
         self.out = np.empty((rows, channels), dtype=np.float32)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        np.subtract(x, x.mean(axis=1, keepdims=True), out=self.out)
-        self.out /= np.sqrt(np.mean(self.out * self.out, axis=1, keepdims=True) + self.eps)
-        self.out *= self.weight
+        np.subtract(x, x.mean(axis=1, keepdims=True), out=self.centered)
+        np.multiply(self.rms(self.centered), self.weight, out=self.out)
         self.out += self.bias
         return self.out
 

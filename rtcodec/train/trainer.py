@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE, CodecConfig
+from rtcodec.config import DECODER_FIELDS, FRAME_SAMPLES, SAMPLE_RATE, CodecConfig
 from rtcodec.model import FREEZABLE, NeuralCodec
 from rtcodec.train.averaging import WeightAverage
 from rtcodec.train.checkpoint import load_checkpoint, save_checkpoint
@@ -40,8 +40,6 @@ SELECTION_KBPS = 6
 SHRINK_CROPS = 64
 SHRINK_CROP_SECONDS = 3.0
 """Training audio on which a release with a wider bottleneck is shrunk (`init_from`)."""
-DECODER_FIELDS = ("decoder", "decoder_dim", "decoder_layers", "synthesis_overlap")
-"""The `CodecConfig` fields that shape only the decoder."""
 DISCRIMINATOR_FILE = "discriminator.safetensors"
 """Saved beside a release so that training can resume from it (`init_from`); never shipped."""
 
