@@ -315,7 +315,7 @@ def _safely(metric: Callable[[np.ndarray, np.ndarray], float], *audio: np.ndarra
     """The metric, or None (said on stdout) when it fails, e.g. PESQ finding no speech."""
     try:
         return metric(*audio)
-    except Exception as error:  # noqa: BLE001  # pesq raises its own exception types
+    except Exception as error:  # pesq raises its own exception types
         print(f"  {metric.__name__} failed: {error}")
         return None
 

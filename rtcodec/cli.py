@@ -25,6 +25,7 @@ from rtcodec.transport import PeerError, SignallingError
 
 if TYPE_CHECKING:
     from rtcodec.netsim import Network
+    from rtcodec.netsim.models import LossModel
 
 EXPECTED_ERRORS = (AudioError, PacketError, ConfigError, WeightsError, SignallingError, PeerError, ValueError, OSError)
 
@@ -37,7 +38,8 @@ def cmd_encode(args: argparse.Namespace) -> None:
     packets = [encoder.push(frame) for frame in frames(audio)]
     header = RtcHeader(RTC_FORMAT_VERSION, SAMPLE_RATE, FRAME_SAMPLES, spec.model_id, encoder.kbps)
     write_rtc(args.output, packets, header)
-    print(f"{args.output}: {len(packets)} packets, {len(audio) / SAMPLE_RATE:.2f} s, {args.codec} at {encoder.kbps:g} kbps")
+    print(f"{args.output}: {len(packets)} packets, {len(audio) / SAMPLE_RATE:.2f} s, "
+          f"{args.codec} at {encoder.kbps:g} kbps")
 
 
 def cmd_decode(args: argparse.Namespace) -> None:
@@ -177,7 +179,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 def _simulated_network(args: argparse.Namespace) -> Network:
     """The `Network` that `rtcodec simulate`'s options describe."""
-    from rtcodec.netsim import Bernoulli, Delay, GilbertElliott, Network, NoLoss, Trace
+    from rtcodec.netsim import Delay, Network, Trace
 
     if args.trace is not None:
         if args.loss or args.burst is not None or args.jitter:
@@ -185,12 +187,16 @@ def _simulated_network(args: argparse.Namespace) -> Network:
         return Network.replay(Trace.load(args.trace))
     if not 0 <= args.loss < 100:
         raise ValueError(f"--loss must be a percentage in [0, 100), got {args.loss:g}")
-    rate = args.loss / 100
-    if args.burst is not None:
-        loss = GilbertElliott(rate, args.burst)
-    else:
-        loss = Bernoulli(rate) if rate else NoLoss()
-    return Network(loss=loss, delay=Delay(args.delay, args.jitter))
+    return Network(loss=_loss_model(args.loss / 100, args.burst), delay=Delay(args.delay, args.jitter))
+
+
+def _loss_model(rate: float, mean_burst: float | None) -> LossModel:
+    """Bursty loss when `--burst` gives a `mean_burst`, else independent loss, or none at rate 0."""
+    from rtcodec.netsim import Bernoulli, GilbertElliott, NoLoss
+
+    if mean_burst is not None:
+        return GilbertElliott(rate, mean_burst)
+    return Bernoulli(rate) if rate else NoLoss()
 
 
 def _describe_model(spec: CodecSpec) -> str:

@@ -44,7 +44,7 @@ def codebooks_for_kbps(kbps: float, max_codebooks: int = MAX_CODEBOOKS) -> int:
             f"unsupported bitrate {kbps} kbps: rtcodec takes multiples of {step} kbps "
             f"from {step} to {max_codebooks * step} kbps"
         )
-    return int(round(count))
+    return int(count)
 
 
 def kbps_for_codebooks(num_codebooks: int) -> float:

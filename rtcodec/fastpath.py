@@ -29,8 +29,8 @@ normalised entries of the k stages and applies all their project_outs as one mat
 
 Results equal the reference up to float rounding (summation order): audio within ~1e-6, and the
 same codes except where two entries tie to ~1e-6 in cosine. `FastEncoderCore` /
-`FastDecoderCore` are the cores that `rtcodec.codec.Codec` streams run on by default. Numpy's BLAS follows OMP_NUM_THREADS / OPENBLAS_NUM_THREADS, not
-`torch.set_num_threads`.
+`FastDecoderCore` are the cores that `rtcodec.codec.Codec` streams run on by default. Numpy's
+BLAS follows OMP_NUM_THREADS / OPENBLAS_NUM_THREADS, not `torch.set_num_threads`.
 """
 
 from __future__ import annotations

@@ -133,7 +133,7 @@ class ResidualVectorQuantizer(nn.Module):
         """codes [batch, k, frames] (k <= num_codebooks, ABSENT allowed) -> [batch, latent_dim, frames]."""
         if codes.shape[1] > len(self.codebooks):
             raise ValueError(f"{codes.shape[1]} codebooks given, the model has {len(self.codebooks)}")
-        stages = [codebook.decode(c) for codebook, c in zip(self.codebooks, codes.unbind(dim=1))]
+        stages = [codebook.decode(c) for codebook, c in zip(self.codebooks, codes.unbind(dim=1), strict=False)]
         return torch.stack(stages).sum(dim=0)
 
     def forward(self, latent: torch.Tensor, active: torch.Tensor) -> QuantizerOutput:

@@ -71,7 +71,8 @@ def test_round_trip(tmp_path: Path, weights: Path, rate: int, channels: int, suf
 def test_rtc_size_matches_bitrate(tmp_path: Path, weights: Path, codec: str, kbps: float) -> None:
     source, packed = tmp_path / "in.wav", tmp_path / "x.rtc"
     _write_input(source, SAMPLE_RATE, 1, seconds=2.0)
-    assert main(["encode", str(source), str(packed), "--kbps", str(kbps), "--codec", codec, "--weights", str(weights)]) == 0
+    assert main(["encode", str(source), str(packed), "--kbps", str(kbps), "--codec", codec,
+                 "--weights", str(weights)]) == 0
     header, packets = read_rtc(packed)
     payload = sum(len(p) - HEADER_BYTES for p in packets)
     seconds = len(packets) / FRAME_RATE

@@ -118,7 +118,7 @@ def test_weights_that_overflow_the_release_precision_are_not_saved(tmp_path: Pat
     model = NeuralCodec(SMALL)
     with torch.no_grad():
         model.lost_embedding.fill_(1e5)  # beyond fp16's 65504
-    with pytest.raises(WeightsError, match="not saved as torch.float16: .*lost_embedding"):
+    with pytest.raises(WeightsError, match=r"not saved as torch\.float16: .*lost_embedding"):
         model.save(tmp_path, dtype=torch.float16)
     assert not (tmp_path / WEIGHTS_FILE).exists()
 

@@ -64,6 +64,16 @@ def test_steps_checkpoint_and_exact_resume(speech_folder: Path, tmp_path: Path) 
     assert resumed.train_step().values == expected
 
 
+def test_the_codec_step_leaves_the_discriminator_without_gradients(speech_folder: Path, tmp_path: Path) -> None:
+    trainer = Trainer(_config(speech_folder, tmp_path / "run", discriminator_every=2))
+    trainer.train_step()
+    losses = trainer.train_step()  # step 1: adversarial losses, but no discriminator update
+    assert "adversarial" in losses.values and "discriminator" not in losses.values
+    assert all(p.grad is None for p in trainer.discriminator.parameters())
+    assert all(p.requires_grad for p in trainer.discriminator.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.model.decoder.parameters())
+
+
 def test_the_weight_average_trails_the_trained_weights() -> None:
     trained = torch.nn.Linear(3, 2)
     average = WeightAverage(trained, decay=0.75)
@@ -91,15 +101,18 @@ def test_run_stops_evaluates_and_exports(speech_folder: Path, tmp_path: Path) ->
 
 
 def test_validation_split_holds_out_whole_speakers() -> None:
-    paths = [Path(f"{s}-{c}-{u}.flac") for s in range(200) for c in range(2) for u in range(3)] + [Path("LJ001-0001.wav")]
+    librispeech = [Path(f"{s}-{c}-{u}.flac") for s in range(200) for c in range(2) for u in range(3)]
+    paths = [*librispeech, Path("LJ001-0001.wav")]
     train, validation = split_by_speaker(paths, 0.1)
     assert 0 < len(validation) < len(paths) / 4
     assert not {p.stem.split("-")[0] for p in train} & {p.stem.split("-")[0] for p in validation}
     assert Path("LJ001-0001.wav") in train
 
 
-@pytest.mark.parametrize("options", [[], ["--decoder", "spectral", "--freeze", "encoder", "quantizer"]],
-                         ids=["whole_codec", "spectral_decoder_alone"])
+@pytest.mark.parametrize(
+    "options", [[], ["--decoder", "spectral", "--freeze", "encoder", "quantizer"]],
+    ids=["whole_codec", "spectral_decoder_alone"],
+)
 def test_two_process_ddp(speech_folder: Path, tmp_path: Path, options: list[str]) -> None:
     config_path = tmp_path / "tiny.json"
     config_path.write_text(TINY.to_json())
@@ -215,7 +228,8 @@ def test_shrinking_refits_each_unit_better_than_dropping_channels() -> None:
     assert _bottleneck_widths(small) == [12] * 2 * TINY.bottleneck_blocks
     unit, refitted = model.encoder.layers[-2], small.encoder.layers[-2]  # the last bottleneck unit
     dropped = copy.deepcopy(refitted)  # the same channels, their original output weights
-    kept = [int((unit.block[1].conv.weight - row).abs().flatten(1).sum(1).argmin()) for row in refitted.block[1].conv.weight]
+    original = unit.block[1].conv.weight
+    kept = [int((original - row).abs().flatten(1).sum(1).argmin()) for row in refitted.block[1].conv.weight]
     dropped.block[3].conv.weight.copy_(unit.block[3].conv.weight[:, kept])
     dropped.block[3].conv.bias.copy_(unit.block[3].conv.bias)
     x = model.encoder.layers[:-2](audio)

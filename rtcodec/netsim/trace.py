@@ -32,6 +32,7 @@ from __future__ import annotations
 import bisect
 import csv
 import io
+import itertools
 import math
 import os
 from collections.abc import Callable
@@ -72,7 +73,7 @@ class Trace:
         if self.key == "time_ms":
             if self.keys[0] != 0:
                 raise TraceError("the first time_ms row must be at 0")
-            if any(later <= earlier for earlier, later in zip(self.keys, self.keys[1:])):
+            if any(later <= earlier for earlier, later in itertools.pairwise(self.keys)):
                 raise TraceError("time_ms rows must be in increasing order")
         for row, (lost, delay) in enumerate(zip(self.lost, self.delay_ms, strict=True)):
             if delay is None and not lost:

@@ -66,14 +66,24 @@ def discriminator_loss(critic: Critic, real: torch.Tensor, fake: torch.Tensor) -
                         for logits, _ in outputs]).mean()
 
 
-def generator_losses(critic: Critic, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def generator_losses(
+    discriminator: MultiScaleStftDiscriminator, real: torch.Tensor, fake: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(hinge adversarial loss, relative feature-matching L1) for the codec, each a mean over the
-    scales (and the feature maps)."""
+    scales (and the feature maps).
+
+    Gradients flow through the bare (never DDP-wrapped) `discriminator` to `fake` only: its own
+    parameters get none, so the codec's step neither computes nor all-reduces them.
+    """
     with torch.no_grad():
-        real_outputs = critic(real)
-    fake_outputs = critic(fake)
+        real_outputs = discriminator(real)
+    discriminator.requires_grad_(False)
+    try:
+        fake_outputs = discriminator(fake)
+    finally:
+        discriminator.requires_grad_(True)
     adversarial = torch.stack([F.relu(1 - logits).mean() for logits, _ in fake_outputs]).mean()
     matching = torch.stack([F.l1_loss(f, r) / r.abs().mean().clamp(min=1e-5)
-                            for (_, real_features), (_, fake_features) in zip(real_outputs, fake_outputs)
-                            for r, f in zip(real_features, fake_features)])
+                            for (_, real_features), (_, fake_features) in zip(real_outputs, fake_outputs, strict=True)
+                            for r, f in zip(real_features, fake_features, strict=True)])
     return adversarial, matching.mean()

@@ -32,38 +32,36 @@ def pick_dev_clips(folders: Sequence[Path], count: int) -> list[np.ndarray]:
 @torch.no_grad()
 def evaluate(model: NeuralCodec, clips: Sequence[np.ndarray], kbps: Sequence[float] = EVAL_KBPS) -> dict[str, float]:
     """Mean PESQ-WB and STOI of offline encode/decode at each bitrate, and the share of the latent's
-    variance that its codebooks reproduce: {"pesq@6": ..., "stoi@6": ..., "explained@6": ...}."""
+    variance that its codebooks reproduce: {"pesq@6": ..., "stoi@6": ..., "explained@6": ...}.
+
+    Each clip is encoded once, at the highest bitrate: a lower one is a prefix of its codebooks.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    latents = [model.encoder(torch.from_numpy(clip)[None, None, :].to(device)) for clip in clips]
+    most = max(codebooks_for_kbps(rate) for rate in kbps)
+    codes = [model.quantizer.encode(latent, most) for latent in latents]
     results: dict[str, float] = {}
     for rate in kbps:
-        pesq, stoi = [], []
-        for clip in clips:
-            audio = torch.from_numpy(clip)[None, None, :].to(device)
-            decoded = model.decode(model.encode(audio, codebooks_for_kbps(rate)))
-            output = decoded.squeeze().clamp(-1, 1).cpu().numpy()
-            pesq.append(metrics.pesq_wb(clip, output))
-            stoi.append(metrics.stoi(clip, output))
-        results[f"pesq@{rate:g}"] = float(np.mean(pesq))
-        results[f"stoi@{rate:g}"] = float(np.mean(stoi))
-    results |= explained_variance(model, clips, kbps)
+        count = codebooks_for_kbps(rate)
+        decoded = [model.decode(c[:, :count]).squeeze().clamp(-1, 1).cpu().numpy() for c in codes]
+        pairs = list(zip(clips, decoded, strict=True))
+        results[f"pesq@{rate:g}"] = float(np.mean([metrics.pesq_wb(clip, out) for clip, out in pairs]))
+        results[f"stoi@{rate:g}"] = float(np.mean([metrics.stoi(clip, out) for clip, out in pairs]))
+        results[f"explained@{rate:g}"] = explained_variance(model, latents, [c[:, :count] for c in codes])
     model.train(was_training)
     return results
 
 
-@torch.no_grad()
-def explained_variance(model: NeuralCodec, clips: Sequence[np.ndarray], kbps: Sequence[float]) -> dict[str, float]:
-    """1 - |latent - quantized|^2 / |latent - mean latent|^2 over all frames of `clips`, per bitrate.
+def explained_variance(model: NeuralCodec, latents: Sequence[torch.Tensor], codes: Sequence[torch.Tensor]) -> float:
+    """1 - |latent - quantized|^2 / |latent - mean latent|^2 over all frames of `latents`
+    ([1, latent_dim, frames] each), quantized from `codes` ([1, k, frames] each).
 
     It shows whether more codebooks carry more of the latent: where it stops rising, higher
     bitrates have little more to give the decoder.
     """
-    device = next(model.parameters()).device
-    latent = torch.cat([model.encoder(torch.from_numpy(c)[None, None, :].to(device)) for c in clips], dim=2)
+    latent = torch.cat(list(latents), dim=2)
+    quantized = torch.cat([model.quantizer.decode(c) for c in codes], dim=2)
     spread = (latent - latent.mean(dim=2, keepdim=True)).pow(2).sum()
-    results: dict[str, float] = {}
-    for rate in kbps:
-        quantized = model.quantizer.decode(model.quantizer.encode(latent, codebooks_for_kbps(rate)))
-        results[f"explained@{rate:g}"] = float(1 - (latent - quantized).pow(2).sum() / spread)
-    return results
+    return float(1 - (latent - quantized).pow(2).sum() / spread)

@@ -33,7 +33,7 @@ def _magnitude(audio: torch.Tensor, window: int) -> torch.Tensor:
     return _spectrum(audio, window).abs()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mel_filterbank(n_fft: int, bands: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """Triangular HTK mel filters [bands, n_fft // 2 + 1], unnormalised."""
 

@@ -234,7 +234,7 @@ class Trainer:
         adversarial = self.step >= config.adversarial_from_step
         if adversarial:
             real, fake = self._crop_pair(audio, decoded)
-            losses["adversarial"], losses["feature_matching"] = generator_losses(self.critic, real, fake)
+            losses["adversarial"], losses["feature_matching"] = generator_losses(self.discriminator, real, fake)
         total = sum(getattr(config, f"weight_{name}") * value for name, value in losses.items())
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -359,8 +359,7 @@ class Trainer:
         while True:
             now = time.monotonic()
             flags = self._agree([
-                config.max_minutes is not None and now - started >= config.max_minutes * 60
-                or config.max_steps is not None and self.step >= config.max_steps,
+                self._finished(now - started),
                 now - last_checkpoint >= config.checkpoint_minutes * 60,
                 now - last_eval >= config.eval_minutes * 60,
             ])
@@ -379,6 +378,12 @@ class Trainer:
             if self.rank == 0 and self.step % 50 == 0:
                 self._write_log({"step": self.step, "losses": losses.values, "perplexity": losses.perplexity})
         progress.close()
+
+    def _finished(self, elapsed_seconds: float) -> bool:
+        """Whether `max_minutes` or `max_steps` is reached."""
+        config = self.config
+        out_of_time = config.max_minutes is not None and elapsed_seconds >= config.max_minutes * 60
+        return out_of_time or (config.max_steps is not None and self.step >= config.max_steps)
 
     def _agree(self, flags: list[bool]) -> list[bool]:
         """Rank 0's decisions, shared with every rank."""
@@ -419,9 +424,9 @@ class Progress:
             return
         speed = self.audio_seconds / (now - self.window_start)
         perplexity = losses.perplexity
+        later = perplexity[min(11, len(perplexity) - 1)]
         shown = "  ".join(f"{k} {v:.3f}" for k, v in self.smoothed.items())
-        line = (f"step {step}  {shown}  ppl[1] {perplexity[0]:.0f} ppl[12] {perplexity[min(11, len(perplexity) - 1)]:.0f}"
-                f"  {speed:.1f} audio-s/s")
+        line = f"step {step}  {shown}  ppl[1] {perplexity[0]:.0f} ppl[12] {later:.0f}  {speed:.1f} audio-s/s"
         print(("\r" if self.interactive else "") + line, end="" if self.interactive else "\n",
               file=self.stream, flush=True)
         self.last_print = self.window_start = now

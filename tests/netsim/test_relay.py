@@ -139,7 +139,7 @@ def test_each_direction_has_its_own_impairments() -> None:
                     await asyncio.sleep(0.002)  # do not overrun the sockets' buffers
             await asyncio.sleep(0.3)
             delays = []
-            for index in range(20):
+            for _ in range(20):
                 sent = loop.time()
                 b.send(b"slow", relay.address("a"))
                 delays.append((await a.next())[2] - sent)

@@ -62,7 +62,8 @@ def test_a_caller_with_the_wrong_token_is_refused(tmp_path: Path) -> None:
     listener = _call("listen", address, "a", tmp_path)
     time.sleep(1.5)
     command = [sys.executable, "-m", "rtcodec.cli", "call", "--connect", address, "--token", "guess",
-               "--codec", "opus", "--kbps", "16", "--input", str(tmp_path / "b-in.wav"), "--output", str(tmp_path / "x.wav")]
+               "--codec", "opus", "--kbps", "16", "--input", str(tmp_path / "b-in.wav"),
+               "--output", str(tmp_path / "x.wav")]
     refused = subprocess.run(command, capture_output=True, text=True, timeout=60)
     listener.kill()
     listener.communicate()
