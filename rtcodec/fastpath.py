@@ -390,13 +390,14 @@ class _Synthesis(_Kernel):
         self.bins, self.length, self.overlap = layer.bins, layer.length, layer.overlap
         self.window = _frozen(layer.window)
         self.tail = np.zeros(layer.overlap, dtype=np.float32)
+        self.piece = np.empty(self.length, dtype=np.float32)
         self.out = np.empty((FRAME_SAMPLES, 1), dtype=np.float32)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         log_magnitude, phase = x[0, : self.bins], x[0, self.bins :]
         magnitude = np.exp(np.minimum(log_magnitude, MAX_LOG_MAGNITUDE))
-        piece = np.fft.irfft(magnitude * np.exp(1j * phase), n=self.length).astype(np.float32)
-        piece *= self.window
+        waveform = np.fft.irfft(magnitude * np.exp(1j * phase), n=self.length)
+        piece = np.multiply(waveform, self.window, out=self.piece, casting="same_kind")
         piece[: self.overlap] += self.tail
         self.tail[:] = piece[FRAME_SAMPLES:]
         self.out[:, 0] = piece[:FRAME_SAMPLES]
