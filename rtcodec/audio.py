@@ -222,7 +222,9 @@ class FileSource(_ClosingContext):
 
 class WavFileSink(_ClosingContext):
     """A FrameSink that collects frames and writes them to a 16-bit WAV file, atomically, on
-    `close()`; closing it at any point gives a complete, valid file of the frames so far."""
+    `close()`; closing it at any point gives a complete, valid file of the frames so far. A sink
+    that never got a frame (a call that never connected) writes nothing, so that it leaves an
+    existing file as it was."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -237,9 +239,9 @@ class WavFileSink(_ClosingContext):
         self._frames.append(checked_frame(frame).copy())
 
     def close(self) -> None:
-        if not self._closed:
+        if not self._closed and self._frames:
             write_wav(self.path, np.array(self._frames, dtype=np.float32).reshape(-1))
-            self._closed = True
+        self._closed = True
 
 
 class MicrophoneSource(_ClosingContext):

@@ -28,7 +28,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from rtcodec.config import BITS_PER_CODE, CODEBOOK_SIZE, MAX_CODEBOOKS
+from rtcodec.config import BITS_PER_CODE, CODEBOOK_SIZE, FRAME_RATE, MAX_CODEBOOKS
 from rtcodec.fileio import atomic_write_bytes
 
 _HEADER = struct.Struct(">BBHB")
@@ -60,6 +60,18 @@ _BIT_WEIGHTS = 1 << np.arange(BITS_PER_CODE - 1, -1, -1, dtype=np.int64)
 
 class PacketError(ValueError):
     """A malformed packet or .rtc file, or values that cannot be put into one."""
+
+
+def wrapped_difference(later: int, earlier: int, modulo: int) -> int:
+    """`later - earlier` for counters that wrap at `modulo` (sequence numbers, clocks): the
+    difference of least magnitude, in [-modulo // 2, modulo // 2)."""
+    difference = (later - earlier) % modulo
+    return difference - modulo if difference >= modulo // 2 else difference
+
+
+def kbps_of(byte_count: int, frame_count: int) -> float:
+    """The bitrate of `byte_count` bytes that carry `frame_count` 20 ms frames, in kbps (0 for none)."""
+    return byte_count * 8 * FRAME_RATE / frame_count / 1000 if frame_count else 0.0
 
 
 def packed_size(count: int) -> int:

@@ -150,7 +150,7 @@ class RtcStreamEncoder:
         self._core = core
         self._config = config
         self._num_codebooks = config.codebooks_for_kbps(kbps)
-        self._redundant_codebooks = min(redundant_codebooks, self._num_codebooks)
+        self._most_redundant_codebooks = redundant_codebooks
         self._history: deque[np.ndarray] = deque(maxlen=redundancy)
         self._seq = 0
 
@@ -163,6 +163,11 @@ class RtcStreamEncoder:
     def delay_samples(self) -> int:
         """Samples by which decoded audio lags the input: the spectral decoder's overlap, else 0."""
         return self._config.delay_samples
+
+    @property
+    def _redundant_codebooks(self) -> int:
+        """Codebooks of each earlier frame that a packet repeats: never more than the frame has."""
+        return min(self._most_redundant_codebooks, self._num_codebooks)
 
     @property
     def total_kbps(self) -> float:

@@ -114,13 +114,15 @@ class OpusStreamDecoder:
 
     def _decode(self, payload: bytes, *, fec: bool) -> np.ndarray:
         """Decode `payload` (or its FEC copy of the previous frame); conceal if it is corrupt or
-        empty (a packet that is not Opus)."""
+        empty (a packet that is not Opus). A corrupt packet counts once, when it is decoded as
+        itself, not when it was also looked into for FEC."""
         if payload and self._is_one_frame(payload):
             try:
                 return self._run_decoder(payload, fec=fec)
             except opuslib.OpusError:
                 pass
-        self._corrupt_packets += 1
+        if not fec:
+            self._corrupt_packets += 1
         return self._conceal()
 
     def _conceal(self) -> np.ndarray:

@@ -264,12 +264,14 @@ def test_wav_file_sink_closed_mid_call_writes_a_complete_file(tmp_path: Path) ->
         sink.write_frame(tone[:FRAME_SAMPLES])
 
 
-def test_wav_file_sink_without_frames_writes_a_valid_empty_file(tmp_path: Path) -> None:
-    path = tmp_path / "silent_call.wav"
+def test_wav_file_sink_without_frames_leaves_an_existing_file_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "earlier_call.wav"
+    write_wav(path, sine(SAMPLE_RATE))
+    before = path.read_bytes()
 
     WavFileSink(path).close()
 
-    assert soundfile.info(path).frames == 0
+    assert path.read_bytes() == before
 
 
 def test_wav_file_sink_rejects_a_missing_directory_up_front(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from rtcodec.bitstream import (
     packed_size,
     read_rtc,
     unpack_codes,
+    wrapped_difference,
     write_rtc,
 )
 from rtcodec.config import CODEBOOK_SIZE, FRAME_SAMPLES, MAX_CODEBOOKS, SAMPLE_RATE
@@ -358,3 +359,9 @@ def test_failing_packet_source_keeps_the_old_rtc_file(tmp_path: Path) -> None:
         write_rtc(path, dying_source(), rtc_header("other"))
     assert path.read_bytes() == before
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_wrapped_difference_takes_the_short_way_round() -> None:
+    assert wrapped_difference(5, 3, SEQ_MODULO) == 2
+    assert wrapped_difference(2, SEQ_MODULO - 2, SEQ_MODULO) == 4
+    assert wrapped_difference(SEQ_MODULO - 2, 2, SEQ_MODULO) == -4

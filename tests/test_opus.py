@@ -206,6 +206,14 @@ def test_corrupt_payloads_are_concealed_not_raised(payloads: list[bytes]) -> Non
         assert np.isfinite(frame).all() and np.abs(frame).max() <= 1.0
 
 
+def test_a_corrupt_packet_also_tried_for_fec_counts_once() -> None:
+    decoder = OpusStreamDecoder()
+    corrupt = Packet(1, np.zeros(0, dtype=np.int64), opus=b"\xff")
+    decoder.push(None, following=(corrupt,))
+    decoder.push(corrupt)
+    assert decoder.corrupt_packets == 1
+
+
 def test_invalid_payload_is_counted() -> None:
     decoder = OpusStreamDecoder()
     frame = decoder.push(Packet(0, np.zeros(0, dtype=np.int64), opus=b"\xff"))

@@ -130,6 +130,17 @@ def test_bitrate_changes_per_packet() -> None:
         assert decoder.push(packet).shape == (FRAME_SAMPLES,)
 
 
+def test_redundancy_follows_a_bitrate_change() -> None:
+    codec = untrained(SMALL)
+    audio = _speechlike(0.2)
+    encoder = codec.stream_encoder(1.5, redundancy=1, redundant_codebooks=6)
+    assert encoder.total_kbps == 1.5 + 1.5
+    encoder.set_kbps(6.0)
+    assert encoder.total_kbps == 6.0 + 3.0
+    packets = [Packet.parse(encoder.push(audio[i : i + FRAME_SAMPLES])) for i in (0, FRAME_SAMPLES)]
+    assert [len(p.redundancy[0]) for p in packets[1:]] == [6]
+
+
 def test_lost_frame_marker_decodes_to_bounded_audio() -> None:
     codec = untrained(SMALL)
     decoder = codec.stream_decoder()

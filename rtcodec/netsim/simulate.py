@@ -42,7 +42,15 @@ from typing import Final
 import numpy as np
 
 from rtcodec.audio import frames
-from rtcodec.bitstream import HEADER_BYTES, MAX_REDUNDANT_FRAMES, SEQ_MODULO, Packet, PacketError
+from rtcodec.bitstream import (
+    HEADER_BYTES,
+    MAX_REDUNDANT_FRAMES,
+    SEQ_MODULO,
+    Packet,
+    PacketError,
+    kbps_of,
+    wrapped_difference,
+)
 from rtcodec.config import FRAME_RATE
 from rtcodec.netsim.fec import rebuildable
 from rtcodec.netsim.models import Link, LinkCounters, Network
@@ -120,12 +128,12 @@ class SimulationStats:
     @property
     def total_kbps(self) -> float:
         """Bitrate of everything sent, measured from the bytes: headers and redundancy included."""
-        return _kbps(self.bytes_sent, self.frames_sent)
+        return kbps_of(self.bytes_sent, self.frames_sent)
 
     @property
     def payload_kbps(self) -> float:
         """As `total_kbps`, without the fixed HEADER_BYTES of each packet."""
-        return _kbps(self.bytes_sent - HEADER_BYTES * self.frames_sent, self.frames_sent)
+        return kbps_of(self.bytes_sent - HEADER_BYTES * self.frames_sent, self.frames_sent)
 
     @property
     def loss_rate(self) -> float:
@@ -382,8 +390,7 @@ class _AdaptiveReceiver:
         """The frame index of `seq`: the one nearest to the latest packet stored."""
         assert self._reference is not None  # a packet was stored before any was popped
         index, reference_seq = self._reference
-        delta = (seq - reference_seq) % SEQ_MODULO
-        return index + (delta - SEQ_MODULO if delta >= SEQ_MODULO // 2 else delta)
+        return index + wrapped_difference(seq, reference_seq, SEQ_MODULO)
 
     def counts(self) -> dict[str, int]:
         """The SimulationStats fields that the receiver counts."""
@@ -476,5 +483,3 @@ def _joined(played: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(played) if played else np.zeros(0, dtype=np.float32)
 
 
-def _kbps(byte_count: int, frame_count: int) -> float:
-    return byte_count * 8 * FRAME_RATE / frame_count / 1000 if frame_count else 0.0

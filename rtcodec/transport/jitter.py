@@ -38,7 +38,7 @@ from typing import Final
 
 import numpy as np
 
-from rtcodec.bitstream import MAX_REDUNDANT_FRAMES, SEQ_MODULO, Packet
+from rtcodec.bitstream import MAX_REDUNDANT_FRAMES, SEQ_MODULO, Packet, wrapped_difference
 from rtcodec.config import FRAME_RATE, FRAME_SAMPLES, SAMPLE_RATE
 
 FRAME_SECONDS: Final = FRAME_SAMPLES / SAMPLE_RATE
@@ -264,8 +264,7 @@ class JitterBuffer:
         """The index of `seq`: the one nearest to the newest index (the seq itself at first)."""
         if self._newest is None:
             return seq
-        delta = (seq - self._newest) % SEQ_MODULO
-        return self._newest + (delta - SEQ_MODULO if delta >= SEQ_MODULO // 2 else delta)
+        return self._newest + wrapped_difference(seq, self._newest, SEQ_MODULO)
 
     def _store(self, index: int, packet: Packet, arrival: float) -> None:
         self.counters.accepted += 1

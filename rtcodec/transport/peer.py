@@ -141,6 +141,7 @@ class Peer:
         self.closed = asyncio.Event()
         """Set once the channel or the connection has closed or failed, from either side."""
         self._opened = asyncio.Event()
+        self._closing: asyncio.Future[None] | None = None
         self._connection = RTCPeerConnection(RTCConfiguration(iceServers=list(servers)))
         self._channel = self._connection.createDataChannel(
             CHANNEL_LABEL, ordered=False, maxRetransmits=0, negotiated=True, id=CHANNEL_ID
@@ -166,9 +167,10 @@ class Peer:
         await self._set_remote(answer_sdp, "answer")
 
     async def wait_open(self, timeout: float) -> None:
-        """Wait until the data channel is open. PeerError saying why as soon as the connection
-        fails (no ICE path; a DTLS handshake that failed, e.g. on a certificate that does not
-        match the signalled fingerprint) or closes, or once `timeout` s have passed."""
+        """Wait until the data channel has opened; a short call may have closed it again since,
+        its messages waiting in `incoming`. PeerError saying why as soon as the connection fails
+        (no ICE path; a DTLS handshake that failed, e.g. on a certificate that does not match the
+        signalled fingerprint) or closes before the channel opened, or once `timeout` s have passed."""
         opened = asyncio.ensure_future(self._opened.wait())
         closed = asyncio.ensure_future(self.closed.wait())
         try:
@@ -178,7 +180,7 @@ class Peer:
         finally:
             opened.cancel()
             closed.cancel()
-        if not self._opened.is_set() or self.closed.is_set():
+        if not self._opened.is_set():
             raise PeerError(self._why_not_open(timeout))
 
     def send(self, message: Message) -> None:
@@ -196,9 +198,15 @@ class Peer:
             await asyncio.sleep(0.005)
 
     async def close(self) -> None:
-        """Close the connection; the remote end sees its channel close."""
-        await self._connection.close()
-        self.closed.set()
+        """Close the connection; the remote end sees its channel close.
+
+        The close runs once, to the end, even when the caller is cancelled: aiortc's own close
+        task (started when the remote hangs up) waits on the same shutdown, and an interrupted one
+        would leave the connection half closed."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._connection.close())
+            self._closing.add_done_callback(lambda _: self.closed.set())
+        await asyncio.shield(self._closing)
 
     def _local_sdp(self) -> str:
         sdp: str = self._connection.localDescription.sdp

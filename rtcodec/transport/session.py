@@ -26,6 +26,7 @@ import asyncio
 import json
 import signal
 import struct
+import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +39,7 @@ from aiortc import RTCIceServer
 
 from rtcodec.audio import FileSource, FrameSink, FrameSource, MicrophoneSource, SpeakerSink
 from rtcodec.audio import WavFileSink, read_audio
-from rtcodec.bitstream import SEQ_MODULO, Packet, PacketError
+from rtcodec.bitstream import SEQ_MODULO, Packet, PacketError, wrapped_difference
 from rtcodec.fileio import atomic_write_bytes
 from rtcodec.protocols import StreamDecoder, StreamEncoder
 from rtcodec.transport.jitter import FRAME_SECONDS, JitterBuffer, PutResult
@@ -375,7 +376,7 @@ class Session:
         capture_time, arrival = timing
         self._timing[seq] = None
         self._buffer_delay.add(popped_at - arrival)
-        self._one_way.add(_clock_difference(played_at, capture_time) / _CLOCK_UNITS)
+        self._one_way.add(wrapped_difference(played_at, capture_time, _CLOCK_MODULO) / _CLOCK_UNITS)
 
     async def _status_loop(self, on_status: Callable[[CallStats], None]) -> None:
         while True:
@@ -474,7 +475,7 @@ async def _meet(
     """Signalling for `role`: connect `peer` to the other side."""
     if role == "listen":
         async with await listen(host, port) as listener:
-            await listener.accept(peer, choice, token=token)
+            await listener.accept(peer, choice, token=token, on_refused=_report_stranger)
     elif role == "connect":
         await connect(peer, choice, host=host, port=port, token=token)
     elif role == "offer":
@@ -483,12 +484,10 @@ async def _meet(
         await paste_answer(peer, choice)
 
 
+def _report_stranger(reason: str) -> None:
+    print(f"{reason}; still waiting for the caller", file=sys.stderr)
+
+
 def _clock() -> int:
     """Wall-clock time in microseconds modulo 2**32: the envelope's capture-time format."""
     return time.time_ns() // 1000 % _CLOCK_MODULO
-
-
-def _clock_difference(later: int, earlier: int) -> int:
-    """`later - earlier` in microseconds for two `_clock()` values less than 35 minutes apart."""
-    difference = (later - earlier) % _CLOCK_MODULO
-    return difference - _CLOCK_MODULO if difference >= _CLOCK_MODULO // 2 else difference

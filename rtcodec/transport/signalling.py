@@ -7,8 +7,10 @@ TCP, one JSON object per line; the caller connects, the callee listens:
     caller -> {"type": "offer", "sdp": str}
     callee -> {"type": "answer", "sdp": str}
 
-The callee checks the token (if it has one) before anything else, then the codec and bitrate;
-a refusal raises SignallingError on both sides, naming the problem, before any SDP is exchanged.
+The callee checks the token (if it has one) before anything else, then the codec and bitrate,
+before any SDP is exchanged. A stranger (a wrong or missing token, another protocol, garbage, or
+silence) is refused and the callee goes on waiting for its caller; a codec or bitrate mismatch is a
+set-up error on one side and raises SignallingError on both, naming the problem.
 The token is a shared secret sent in clear text: it keeps strangers out of a call, it does not
 hide it from someone who can read the traffic (the media itself is DTLS-encrypted).
 
@@ -27,6 +29,7 @@ import hmac
 import json
 import sys
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self, TextIO
@@ -38,6 +41,8 @@ DEFAULT_PORT: Final = 47100
 """TCP port that `listen` and `connect` use unless told otherwise."""
 REPLY_TIMEOUT: Final = 30.0
 """Seconds to wait for each signalling message once a handshake has begun."""
+HELLO_TIMEOUT: Final = 5.0
+"""Seconds a new connection has to say hello before the callee hangs up on it and waits on."""
 BLOB_PREFIX: Final = "rtcodec1:"
 """Start of every copy-paste line, so that a wrong paste is recognised as such."""
 _MAX_LINE: Final = 1 << 20
@@ -49,6 +54,10 @@ _Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 class SignallingError(RuntimeError):
     """The peers could not agree on a call: unreachable, refused, mismatched, or malformed."""
+
+
+class _Stranger(Exception):
+    """A connection to the listener that is not the expected caller; its message says why."""
 
 
 @dataclass(frozen=True)
@@ -74,25 +83,31 @@ class Listener:
         """The port it listens on (useful after asking for port 0)."""
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def accept(self, peer: Peer, choice: CodecChoice, *, token: str | None = None) -> None:
-        """Wait for one caller and answer its offer with `peer`.
+    async def accept(
+        self,
+        peer: Peer,
+        choice: CodecChoice,
+        *,
+        token: str | None = None,
+        on_refused: Callable[[str], None] | None = None,
+    ) -> None:
+        """Wait for the caller and answer its offer with `peer`.
 
-        Raises SignallingError (after telling the caller why) if the caller's token is wrong or
-        missing while `token` is set, or if it wants another codec or bitrate than `choice`.
+        Strangers (a wrong or missing token while `token` is set, another protocol, garbage, or
+        no hello within HELLO_TIMEOUT s) are refused, told why where they listen, and reported to
+        `on_refused`; the listener then waits for the next caller. Raises SignallingError (after
+        telling the caller why) if the caller wants another codec or bitrate than `choice`.
         """
-        reader, writer = await self._callers.get()
-        caller = _describe(writer)
-        try:
-            hello = _expect(await _receive(reader), "hello")
-            refusal = _refusal(hello, choice, token)
-            if refusal is not None:
-                await _send(writer, {"type": "refused", "reason": refusal})
-                raise SignallingError(f"refused the call from {caller}: {refusal}")
-            await _send(writer, {"type": "welcome"})
-            offer = _expect(await _receive(reader), "offer")
-            await _send(writer, {"type": "answer", "sdp": await peer.answer(_sdp(offer))})
-        finally:
-            await _close(writer)
+        while True:
+            reader, writer = await self._callers.get()
+            try:
+                await _answer_caller(reader, writer, peer, choice, token)
+                return
+            except _Stranger as stranger:
+                if on_refused is not None:
+                    on_refused(str(stranger))
+            finally:
+                await _close(writer)
 
     async def close(self) -> None:
         """Stop listening and hang up on callers that were never accepted."""
@@ -174,7 +189,7 @@ async def paste_answer(
     Raises SignallingError, after printing a refusal line for the other side, on a mismatch.
     """
     offer = await _read_blob(stdin)
-    refusal = _refusal(_expect(offer, "offer"), choice, token=None)
+    refusal = _stranger(_expect(offer, "offer"), token=None) or _mismatch(offer, choice)
     if refusal is not None:
         _print_blob({"type": "refused", "reason": refusal}, stdout, "Paste this refusal back:")
         raise SignallingError(f"refused the pasted offer: {refusal}")
@@ -204,9 +219,28 @@ def _hello(choice: CodecChoice) -> Message:
     return {"type": "hello", "version": PROTOCOL_VERSION, "codec": choice.name, "kbps": choice.kbps}
 
 
-def _refusal(hello: Message, choice: CodecChoice, token: str | None) -> str | None:
-    """Why a caller whose hello (or pasted offer) is `hello` may not call a callee with `choice`
-    and `token`, or None if it may."""
+async def _answer_caller(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Peer, choice: CodecChoice, token: str | None
+) -> None:
+    """The callee's side of one handshake. _Stranger if the connection is not a caller entitled
+    to call; SignallingError if it is but wants another codec or bitrate."""
+    caller = _describe(writer)
+    try:
+        hello = _expect(await _receive(reader, HELLO_TIMEOUT), "hello")
+    except SignallingError as error:
+        raise _Stranger(f"hung up on {caller}: {error}") from None
+    for refusal, error in ((_stranger(hello, token), _Stranger), (_mismatch(hello, choice), SignallingError)):
+        if refusal is not None:
+            with contextlib.suppress(SignallingError):
+                await _send(writer, {"type": "refused", "reason": refusal})
+            raise error(f"refused the call from {caller}: {refusal}")
+    await _send(writer, {"type": "welcome"})
+    offer = _expect(await _receive(reader), "offer")
+    await _send(writer, {"type": "answer", "sdp": await peer.answer(_sdp(offer))})
+
+
+def _stranger(hello: Message, token: str | None) -> str | None:
+    """Why `hello` does not come from a caller entitled to call a callee with `token`, or None."""
     if hello.get("version") != PROTOCOL_VERSION:
         return f"unsupported signalling (this side speaks rtcodec version {PROTOCOL_VERSION})"
     offered = hello.get("token")
@@ -215,6 +249,11 @@ def _refusal(hello: Message, choice: CodecChoice, token: str | None) -> str | No
             return "missing token (this side requires one)"
         if not hmac.compare_digest(offered.encode(), token.encode()):
             return "wrong token"
+    return None
+
+
+def _mismatch(hello: Message, choice: CodecChoice) -> str | None:
+    """Why the caller of `hello` cannot talk to a callee with `choice`, or None if it can."""
     codec, kbps = hello.get("codec"), hello.get("kbps")
     if not isinstance(codec, str) or not isinstance(kbps, int | float):
         return "malformed hello: codec and kbps are required"
@@ -247,12 +286,12 @@ async def _send(writer: asyncio.StreamWriter, message: Message) -> None:
         raise SignallingError(f"the signalling connection broke: {error}") from None
 
 
-async def _receive(reader: asyncio.StreamReader) -> Message:
+async def _receive(reader: asyncio.StreamReader, timeout: float = REPLY_TIMEOUT) -> Message:
     """The next JSON line; SignallingError on timeout, end of stream or malformed data."""
     try:
-        line = await asyncio.wait_for(reader.readline(), REPLY_TIMEOUT)
+        line = await asyncio.wait_for(reader.readline(), timeout)
     except TimeoutError:
-        raise SignallingError(f"no signalling message within {REPLY_TIMEOUT:g} s") from None
+        raise SignallingError(f"no signalling message within {timeout:g} s") from None
     except (ValueError, ConnectionError):
         raise SignallingError("the signalling connection broke or sent an overlong line") from None
     if not line.endswith(b"\n"):

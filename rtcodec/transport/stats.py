@@ -12,6 +12,7 @@ from typing import Final, TextIO
 
 import numpy as np
 
+from rtcodec.bitstream import kbps_of
 from rtcodec.config import FRAME_RATE
 
 DELAY_SAMPLES: Final = 10 * 60 * FRAME_RATE
@@ -81,12 +82,12 @@ class CallStats:
     @property
     def sent_kbps(self) -> float:
         """Codec bitrate actually sent: packet bytes per second of audio sent."""
-        return _kbps(self.bytes_sent, self.packets_sent)
+        return round(kbps_of(self.bytes_sent, self.packets_sent), 3)
 
     @property
     def received_kbps(self) -> float:
         """Codec bitrate actually received: packet bytes per second of audio received."""
-        return _kbps(self.bytes_received, self.packets_received)
+        return round(kbps_of(self.bytes_received, self.packets_received), 3)
 
     def to_dict(self) -> dict[str, object]:
         """All fields and both bitrates, JSON-ready."""
@@ -149,11 +150,6 @@ class StatusLine:
     def _write_line(self, stats: CallStats) -> None:
         self._stream.write(stats.status_line() + "\n")
         self._stream.flush()
-
-
-def _kbps(byte_count: int, packets: int) -> float:
-    """Bitrate of `byte_count` bytes spread over `packets` frames of audio, in kbps."""
-    return round(byte_count * 8 * FRAME_RATE / packets / 1000, 3) if packets else 0.0
 
 
 def format_ms(value: float | None) -> str:

@@ -4,6 +4,7 @@ oversized messages, and signalling whose DTLS fingerprint was tampered with."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 from pathlib import Path
 
@@ -197,3 +198,25 @@ def test_a_tampered_dtls_fingerprint_fails_promptly_and_no_media_flows(tampered:
     assert f"did not open within {WAITING_TIMEOUT:g} s" in str(wait)
     assert wait_seconds < WAITING_TIMEOUT + 1.0
     assert caller.packets_sent == 0 and not sink.frames and sink.closed
+
+
+def test_a_close_cancelled_while_the_remote_hangs_up_still_closes_cleanly() -> None:
+    """aiortc starts its own close when the remote hangs up; cancelling ours at that moment must
+    neither leave the connection half closed nor leave a failed task behind."""
+    errors: list[dict[str, object]] = []
+
+    async def hang_ups() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _, context: errors.append(context))
+        caller, callee = await meet()
+        await asyncio.gather(caller.wait_open(10.0), callee.wait_open(10.0))
+        await callee.close()
+        await asyncio.wait_for(caller.closed.wait(), 5.0)
+        closing = asyncio.create_task(caller.close())
+        await asyncio.sleep(0)
+        closing.cancel()
+        await asyncio.gather(closing, return_exceptions=True)
+        await asyncio.sleep(0.5)
+
+    asyncio.run(hang_ups())
+    gc.collect()
+    assert errors == []

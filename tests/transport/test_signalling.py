@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TextIO
 
 import pytest
 
-from rtcodec.transport import CodecChoice, Peer, SignallingError, connect, listen
+from rtcodec.transport import CodecChoice, Peer, SignallingError, connect, listen, signalling
 from rtcodec.transport.signalling import decode_blob, encode_blob, paste_answer, paste_offer
 
 OPUS = CodecChoice("opus", 16.0)
@@ -86,15 +86,69 @@ def test_matching_token_and_codec_connect_the_peers() -> None:
     asyncio.run(attempt())
 
 
-def test_a_wrong_token_is_refused_on_both_sides() -> None:
-    callee_error, caller_error = refusal(OPUS, OPUS, "s3cret", "guess")
-    assert "refused the call from 127.0.0.1" in callee_error and "wrong token" in callee_error
-    assert "refused by 127.0.0.1" in caller_error and "wrong token" in caller_error
+async def stranger_then_caller(stranger: Callable[[int], Awaitable[None]]) -> tuple[list[str], BaseException | None]:
+    """A listener (token "s3cret") that `stranger(port)` reaches before the rightful caller:
+    (what the listener reported refusing, what `stranger` raised). Fails unless the call is set up."""
+    reports: list[str] = []
+    callee, caller = Peer(), Peer()
+    async with await listen("127.0.0.1", 0) as listener:
+        accepting = asyncio.create_task(listener.accept(callee, OPUS, token="s3cret", on_refused=reports.append))
+        [stranger_error] = await asyncio.gather(stranger(listener.port), return_exceptions=True)
+        await connect(caller, OPUS, port=listener.port, token="s3cret")
+        await asyncio.wait_for(accepting, 10.0)
+    await asyncio.gather(callee.wait_open(10.0), caller.wait_open(10.0))
+    await asyncio.gather(callee.close(), caller.close())
+    return reports, stranger_error
 
 
-def test_a_missing_token_is_refused_on_both_sides() -> None:
-    callee_error, caller_error = refusal(OPUS, OPUS, "s3cret", None)
-    assert "missing token" in callee_error and "missing token" in caller_error
+def dialling_with(token: str | None) -> Callable[[int], Awaitable[None]]:
+    async def dial(port: int) -> None:
+        peer = Peer()
+        try:
+            await connect(peer, OPUS, port=port, token=token)
+        finally:
+            await peer.close()
+
+    return dial
+
+
+def sending(raw: bytes) -> Callable[[int], Awaitable[None]]:
+    """A connection that sends `raw` (nothing: it stays silent) and reads until it is hung up on."""
+
+    async def talk(port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(raw)
+        await reader.read()
+        writer.close()
+
+    return talk
+
+
+def test_a_wrong_token_is_refused_on_both_sides_and_the_listener_waits_on() -> None:
+    reports, error = asyncio.run(stranger_then_caller(dialling_with("guess")))
+    assert len(reports) == 1
+    assert "refused the call from 127.0.0.1" in reports[0] and "wrong token" in reports[0]
+    assert isinstance(error, SignallingError)
+    assert "refused by 127.0.0.1" in str(error) and "wrong token" in str(error)
+
+
+def test_a_missing_token_is_refused_on_both_sides_and_the_listener_waits_on() -> None:
+    reports, error = asyncio.run(stranger_then_caller(dialling_with(None)))
+    assert len(reports) == 1 and "missing token" in reports[0]
+    assert isinstance(error, SignallingError) and "missing token" in str(error)
+
+
+def test_a_connection_that_sends_garbage_is_hung_up_on_and_the_listener_waits_on() -> None:
+    reports, error = asyncio.run(stranger_then_caller(sending(b"GET / HTTP/1.1\r\n\r\n")))
+    assert error is None
+    assert len(reports) == 1 and "hung up on 127.0.0.1" in reports[0] and "not JSON" in reports[0]
+
+
+def test_a_silent_connection_is_hung_up_on_and_the_listener_waits_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(signalling, "HELLO_TIMEOUT", 0.3)
+    reports, error = asyncio.run(stranger_then_caller(sending(b"")))
+    assert error is None
+    assert len(reports) == 1 and "no signalling message within 0.3 s" in reports[0]
 
 
 def test_a_codec_mismatch_is_an_error_on_both_sides() -> None:

@@ -55,7 +55,7 @@ def test_two_processes_call_each_other_and_both_hear_the_other(tmp_path: Path) -
         assert abs(np.argmax(spectrum) * rate / len(audio) - heard) < 20
 
 
-def test_a_caller_with_the_wrong_token_is_refused(tmp_path: Path) -> None:
+def test_a_caller_with_the_wrong_token_is_refused_and_the_listener_waits_for_the_right_one(tmp_path: Path) -> None:
     write_wav(tmp_path / "a-in.wav", _tone(300))
     write_wav(tmp_path / "b-in.wav", _tone(500))
     address = f"127.0.0.1:{_free_port()}"
@@ -65,8 +65,11 @@ def test_a_caller_with_the_wrong_token_is_refused(tmp_path: Path) -> None:
                "--codec", "opus", "--kbps", "16", "--input", str(tmp_path / "b-in.wav"),
                "--output", str(tmp_path / "x.wav")]
     refused = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    listener.kill()
-    listener.communicate()
     assert refused.returncode != 0
     assert "token" in refused.stderr and "Traceback" not in refused.stderr
     assert not (tmp_path / "x.wav").exists()
+    caller = _call("connect", address, "b", tmp_path)
+    _, caller_errors = caller.communicate(timeout=60)
+    _, listener_errors = listener.communicate(timeout=60)
+    assert caller.returncode == listener.returncode == 0, (caller_errors + listener_errors)[-2000:]
+    assert "wrong token; still waiting for the caller" in listener_errors
