@@ -169,10 +169,12 @@ class Session:
         )
 
     async def run(self, open_timeout: float = OPEN_TIMEOUT) -> CallStats:
-        """Run the call to its end; re-raises a failure of the source, codec or sink."""
+        """Run the call to its end; re-raises a failure of the source, codec or sink. Hung up
+        while the channel is still opening, it ends at once."""
         tasks: list[asyncio.Task[None]] = []
         try:
-            await self._peer.wait_open(open_timeout)
+            if not await self._open(open_timeout):
+                return self.stats()
             self._opened_at = self._last_heard = asyncio.get_running_loop().time()
             tasks = [self._spawn(job) for job in self._background_jobs()]
             sender = self._spawn(self._send_loop()) if self._source else None
@@ -188,6 +190,20 @@ class Session:
         if self._failure is not None:
             raise self._failure
         return self.stats()
+
+    async def _open(self, timeout: float) -> bool:
+        """Wait for the data channel to open (PeerError if it does not); False if the call was
+        hung up first."""
+        opening = asyncio.ensure_future(self._peer.wait_open(timeout))
+        ending = asyncio.ensure_future(self._ended.wait())
+        await asyncio.wait({opening, ending}, return_when=asyncio.FIRST_COMPLETED)
+        ending.cancel()
+        if not opening.done():
+            opening.cancel()
+            await asyncio.gather(opening, return_exceptions=True)
+            return False
+        opening.result()
+        return True
 
     def _background_jobs(self) -> list[Coroutine[Any, Any, None]]:
         jobs = [self._receive_loop(), self._keepalive_loop(), self._watch_peer()]

@@ -220,3 +220,18 @@ def test_a_close_cancelled_while_the_remote_hangs_up_still_closes_cleanly() -> N
     asyncio.run(hang_ups())
     gc.collect()
     assert errors == []
+
+
+def test_hanging_up_while_the_channel_opens_ends_the_call_at_once() -> None:
+    sink = FrameList()
+
+    async def lonely_call() -> tuple[CallStats, float]:
+        session = Session(Peer(), sink=sink, decoder=OpusStreamDecoder())  # nobody will answer
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        loop.call_later(0.2, session.hang_up)
+        return await session.run(open_timeout=OPEN_TIMEOUT), loop.time() - started
+
+    stats, seconds = asyncio.run(lonely_call())
+    assert stats.end_reason == "hung up" and seconds < 2.0
+    assert sink.closed and not sink.frames
