@@ -28,6 +28,7 @@ import contextlib
 import hmac
 import json
 import sys
+import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -326,8 +327,23 @@ def _print_blob(message: Message, stdout: TextIO, instruction: str) -> None:
 
 
 async def _read_blob(stdin: TextIO) -> Message:
-    """Read one pasted line from `stdin` off the loop; SignallingError if there is none."""
-    line = await asyncio.to_thread(stdin.readline)
+    """Read one pasted line from `stdin` off the loop; SignallingError if there is none.
+
+    The read runs in a daemon thread, not the loop's executor: at exit the loop would wait for an
+    executor thread, so Ctrl-C while nobody pastes would hang until Enter."""
+    loop = asyncio.get_running_loop()
+    pasted: asyncio.Future[str] = loop.create_future()
+
+    def read() -> None:
+        try:
+            line = stdin.readline()
+        except (OSError, ValueError):  # stdin closed or unreadable: as the end of input
+            line = ""
+        with contextlib.suppress(RuntimeError):  # the loop has already closed
+            loop.call_soon_threadsafe(lambda: pasted.done() or pasted.set_result(line))
+
+    threading.Thread(target=read, name="paste-reader", daemon=True).start()
+    line = await pasted
     if not line.strip():
         raise SignallingError("no signalling line was pasted (end of input)")
     return decode_blob(line)

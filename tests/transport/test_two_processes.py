@@ -1,8 +1,9 @@
-"""`rtcodec call` between two separate processes: TCP signalling with a token, media both ways."""
+"""`rtcodec call` as separate processes: TCP signalling with a token, media both ways, Ctrl-C."""
 
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import soundfile
 
 from rtcodec.audio import write_wav
 from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE
+from rtcodec.transport.signalling import BLOB_PREFIX
 
 SECONDS = 2.0
 
@@ -73,3 +75,20 @@ def test_a_caller_with_the_wrong_token_is_refused_and_the_listener_waits_for_the
     _, listener_errors = listener.communicate(timeout=60)
     assert caller.returncode == listener.returncode == 0, (caller_errors + listener_errors)[-2000:]
     assert "wrong token; still waiting for the caller" in listener_errors
+
+
+def test_ctrl_c_while_waiting_for_a_pasted_answer_ends_the_call(tmp_path: Path) -> None:
+    write_wav(tmp_path / "a-in.wav", _tone(300))
+    command = [sys.executable, "-m", "rtcodec.cli", "call", "--paste", "offer", "--codec", "opus", "--kbps", "16",
+               "--input", str(tmp_path / "a-in.wav"), "--output", str(tmp_path / "a-out.wav")]
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as offering:
+        assert offering.stdout is not None and offering.stderr is not None
+        try:
+            assert any(line.startswith(BLOB_PREFIX) for line in offering.stdout)  # the offer is out; stdin stays open
+            offering.send_signal(signal.SIGINT)
+            offering.wait(timeout=10)
+        finally:
+            offering.kill()
+        errors = offering.stderr.read()
+    assert offering.returncode != 0 and "interrupted" in errors and "Traceback" not in errors
