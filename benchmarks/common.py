@@ -9,6 +9,7 @@ over its TFLite models.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import importlib.util
 import json
@@ -27,8 +28,8 @@ import rtcodec.codec
 from rtcodec import metrics
 from rtcodec.audio import checked_frame, frames, read_audio
 from rtcodec.bitstream import HEADER_BYTES, SEQ_MODULO, Packet
-from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE
-from rtcodec.model import WeightsError
+from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE, CodecConfig
+from rtcodec.model import CONFIG_FILE, WeightsError
 from rtcodec.opus import OpusStreamDecoder, OpusStreamEncoder
 from rtcodec.protocols import StreamDecoder, StreamEncoder
 
@@ -165,7 +166,7 @@ def add_codec_arguments(
     )
     if allow_untrained:
         weights.add_argument(
-            "--untrained", action="store_true", help="random rtcodec weights of the default size"
+            "--untrained", action="store_true", help="random rtcodec weights of the shipped architecture"
         )
     else:
         parser.set_defaults(untrained=False)
@@ -213,7 +214,8 @@ def _check_bitrate(condition: Condition) -> None:
 def load_rtcodec(weights: Path | None, untrained: bool, hint: str) -> rtcodec.codec.Codec:
     """The codec from `weights` (default: shipped), or an untrained one; exits if unavailable."""
     if untrained:
-        return rtcodec.codec.untrained()
+        shipped = CodecConfig.from_json((rtcodec.codec.shipped_weights() / CONFIG_FILE).read_text())
+        return rtcodec.codec.untrained(dataclasses.replace(shipped, model_id=CodecConfig.model_id, extra={}))
     try:
         return rtcodec.codec.load(weights)
     except WeightsError as error:

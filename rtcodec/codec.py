@@ -79,8 +79,11 @@ class Codec:
         """int codes [num_codebooks, frames] (ABSENT = -1 allowed) -> float32 audio [frames * FRAME_SAMPLES],
         lagging the encoded audio by `config.delay_samples` (0 for the SEANet decoder)."""
         array = np.asarray(codes)
-        if array.ndim != 2 or not 1 <= array.shape[0] <= self.config.num_codebooks:
-            raise ValueError(f"codes must be [1..{self.config.num_codebooks} codebooks, frames], got {array.shape}")
+        if array.ndim != 2 or not 1 <= array.shape[0] <= self.config.num_codebooks or array.shape[1] == 0:
+            most = self.config.num_codebooks
+            raise ValueError(f"codes must be [1..{most} codebooks, frames >= 1], got {array.shape}")
+        if not np.issubdtype(array.dtype, np.integer):
+            raise ValueError(f"codes must be integers, got {array.dtype}")
         if ((array < ABSENT) | (array >= self.config.codebook_size)).any():
             raise ValueError("codes out of range")
         audio = self.model.decode(torch.from_numpy(array.astype(np.int64))[None])
@@ -99,7 +102,8 @@ class Codec:
 
 
 class TorchEncoderCore:
-    """The reference encoder core: a streaming copy of the model's encoder, and its quantizer."""
+    """The reference encoder core: a streaming copy of the model's encoder (it holds the stream's
+    state), and the model's own quantizer, which has none."""
 
     def __init__(self, model: NeuralCodec) -> None:
         self._encoder = copy.deepcopy(model.encoder)
@@ -114,7 +118,8 @@ class TorchEncoderCore:
 
 
 class TorchDecoderCore:
-    """The reference decoder core: a streaming copy of the model's decoder."""
+    """The reference decoder core: a streaming copy of the model's decoder (it holds the stream's
+    state); the quantizer and the lost-frame latent are the model's own, which have none."""
 
     def __init__(self, model: NeuralCodec) -> None:
         self._model = model
@@ -145,8 +150,10 @@ class RtcStreamEncoder:
 
     def __init__(self, core: EncoderCore, config: CodecConfig, kbps: float, redundancy: int = 0,
                  redundant_codebooks: int = 3) -> None:
-        if not 0 <= redundancy <= MAX_REDUNDANT_FRAMES:
+        if not isinstance(redundancy, int) or not 0 <= redundancy <= MAX_REDUNDANT_FRAMES:
             raise ValueError(f"redundancy must be 0..{MAX_REDUNDANT_FRAMES} frames, got {redundancy}")
+        if not isinstance(redundant_codebooks, int) or redundant_codebooks < 1:
+            raise ValueError(f"redundant_codebooks must be a whole number >= 1, got {redundant_codebooks}")
         self._core = core
         self._config = config
         self._num_codebooks = config.codebooks_for_kbps(kbps)

@@ -21,7 +21,7 @@ ABSENT = -1
 """Code value meaning "this codebook is not in this frame" (a lower bitrate for that frame)."""
 USAGE_DECAY = 0.95
 DEAD_USAGE = 0.02
-"""A code whose decayed use per batch falls below this is restarted."""
+"""A code whose decayed use per batch (over all DDP ranks) falls below this is restarted."""
 
 
 @dataclass
@@ -52,6 +52,12 @@ def _kmeans(points: torch.Tensor, clusters: int, iterations: int = 10) -> torch.
         counts = torch.bincount(assignment, minlength=clusters)[:, None]
         centres = torch.where(counts > 0, F.normalize(sums, dim=1), centres)
     return centres
+
+
+def _sum_over_ranks(tensor: torch.Tensor) -> None:
+    """Sum a tensor over DDP ranks in place (a no-op in one process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(tensor)
 
 
 def _broadcast(tensor: torch.Tensor) -> None:
@@ -99,7 +105,7 @@ class Codebook(nn.Module):
             _broadcast(self.embedding.data)
             return
         counts = torch.bincount(codes, minlength=len(self.usage)).float()
-        _broadcast(counts)
+        _sum_over_ranks(counts)
         self.usage.mul_(USAGE_DECAY).add_(counts, alpha=1 - USAGE_DECAY)
         dead = (self.usage < DEAD_USAGE).nonzero().squeeze(1)
         if len(dead) > 0:
@@ -121,6 +127,8 @@ class ResidualVectorQuantizer(nn.Module):
 
     def encode(self, latent: torch.Tensor, num_codebooks: int) -> torch.Tensor:
         """latent [batch, latent_dim, frames] -> codes [batch, num_codebooks, frames] int64."""
+        if not 1 <= num_codebooks <= len(self.codebooks):
+            raise ValueError(f"cannot encode with {num_codebooks} codebooks, the model has {len(self.codebooks)}")
         residual = latent
         codes = []
         for codebook in self.codebooks[:num_codebooks]:

@@ -130,6 +130,26 @@ def test_bitrate_changes_per_packet() -> None:
         assert decoder.push(packet).shape == (FRAME_SAMPLES,)
 
 
+@pytest.mark.parametrize(
+    ("codes", "message"),
+    [
+        (np.zeros((3, 0), dtype=np.int64), "frames >= 1"),
+        (np.full((3, 2), 2.7), "integers"),
+        (np.zeros((13, 2), dtype=np.int64), "1..12 codebooks"),
+        (np.full((3, 2), 1024), "out of range"),
+    ],
+)
+def test_decoding_bad_codes_is_a_clear_error(codes: np.ndarray, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        untrained(SMALL).decode(codes)
+
+
+@pytest.mark.parametrize(("redundancy", "redundant_codebooks"), [(1.5, 3), (4, 3), (1, 0), (1, -1)])
+def test_a_bad_redundancy_is_a_clear_error(redundancy: int, redundant_codebooks: int) -> None:
+    with pytest.raises(ValueError, match="redundan"):
+        untrained(SMALL).stream_encoder(6.0, redundancy=redundancy, redundant_codebooks=redundant_codebooks)
+
+
 def test_redundancy_follows_a_bitrate_change() -> None:
     codec = untrained(SMALL)
     audio = _speechlike(0.2)

@@ -10,7 +10,7 @@ import torch
 
 from rtcodec import metrics
 from rtcodec.audio import read_audio
-from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE, codebooks_for_kbps
+from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE
 from rtcodec.model import NeuralCodec
 from rtcodec.train.data import find_audio
 
@@ -31,8 +31,9 @@ def pick_dev_clips(folders: Sequence[Path], count: int) -> list[np.ndarray]:
 
 @torch.no_grad()
 def evaluate(model: NeuralCodec, clips: Sequence[np.ndarray], kbps: Sequence[float] = EVAL_KBPS) -> dict[str, float]:
-    """Mean PESQ-WB and STOI of offline encode/decode at each bitrate, and the share of the latent's
-    variance that its codebooks reproduce: {"pesq@6": ..., "stoi@6": ..., "explained@6": ...}.
+    """Mean PESQ-WB and STOI of offline encode/decode at each bitrate that the model has, and the
+    share of the latent's variance that its codebooks reproduce:
+    {"pesq@6": ..., "stoi@6": ..., "explained@6": ...}.
 
     Each clip is encoded once, at the highest bitrate: a lower one is a prefix of its codebooks.
     """
@@ -40,11 +41,10 @@ def evaluate(model: NeuralCodec, clips: Sequence[np.ndarray], kbps: Sequence[flo
     model.eval()
     device = next(model.parameters()).device
     latents = [model.encoder(torch.from_numpy(clip)[None, None, :].to(device)) for clip in clips]
-    most = max(codebooks_for_kbps(rate) for rate in kbps)
-    codes = [model.quantizer.encode(latent, most) for latent in latents]
+    counts = {rate: model.config.codebooks_for_kbps(rate) for rate in kbps if rate <= model.config.max_kbps}
+    codes = [model.quantizer.encode(latent, max(counts.values())) for latent in latents]
     results: dict[str, float] = {}
-    for rate in kbps:
-        count = codebooks_for_kbps(rate)
+    for rate, count in counts.items():
         decoded = [model.decode(c[:, :count]).squeeze().clamp(-1, 1).cpu().numpy() for c in codes]
         pairs = list(zip(clips, decoded, strict=True))
         results[f"pesq@{rate:g}"] = float(np.mean([metrics.pesq_wb(clip, out) for clip, out in pairs]))

@@ -424,9 +424,10 @@ class Progress:
             return
         speed = self.audio_seconds / (now - self.window_start)
         perplexity = losses.perplexity
-        later = perplexity[min(11, len(perplexity) - 1)]
+        later = min(12, len(perplexity))
         shown = "  ".join(f"{k} {v:.3f}" for k, v in self.smoothed.items())
-        line = f"step {step}  {shown}  ppl[1] {perplexity[0]:.0f} ppl[12] {later:.0f}  {speed:.1f} audio-s/s"
+        line = (f"step {step}  {shown}  ppl[1] {perplexity[0]:.0f} ppl[{later}] {perplexity[later - 1]:.0f}  "
+                f"{speed:.1f} audio-s/s")
         print(("\r" if self.interactive else "") + line, end="" if self.interactive else "\n",
               file=self.stream, flush=True)
         self.last_print = self.window_start = now
