@@ -250,7 +250,8 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train the codec (resumes from RUN_DIR/checkpoint.pt)")
     train.add_argument("data", nargs="+", help="folders of speech, searched recursively")
     train.add_argument("--noise", nargs="*", default=[], help="folders of noise for augmentation")
-    train.add_argument("--dev", nargs="*", default=[], help="folders for periodic PESQ/STOI evaluation")
+    train.add_argument("--dev", nargs="*", default=[],
+                       help="folders for periodic PESQ/STOI evaluation (default: the speakers held out of the data)")
     train.add_argument("--run-dir", default="runs/codec")
     train.add_argument("--model-config", type=Path, help="CodecConfig JSON (default: the standard model)")
     train.add_argument("--decoder", choices=DECODERS, help="decoder architecture (default: the model config's)")

@@ -110,6 +110,12 @@ def test_validation_split_holds_out_whole_speakers() -> None:
     assert Path("LJ001-0001.wav") in train
 
 
+def test_without_dev_folders_the_held_out_speakers_are_evaluated(speech_folder: Path, tmp_path: Path) -> None:
+    trainer = Trainer(_config(speech_folder, tmp_path / "run", dev=(), validation_fraction=0.3, eval_clips=6))
+    assert sorted(p.name for p in trainer.validation_paths) == ["100-1-0.wav", "103-1-0.wav"]
+    assert len(trainer.dev_clips) == 2
+
+
 @pytest.mark.parametrize(
     "options", [[], ["--decoder", "spectral", "--freeze", "encoder", "quantizer"]],
     ids=["whole_codec", "spectral_decoder_alone"],

@@ -9,6 +9,7 @@ import numpy as np
 import rtcodec
 from rtcodec import metrics
 from rtcodec.config import CodecConfig
+from rtcodec.train.data import find_audio
 from rtcodec.train.evaluate import pick_dev_clips
 
 PESQ_AT_6_KBPS_FLOOR = 1.42 - 0.2
@@ -28,7 +29,7 @@ def test_shipped_weights_load_and_describe_themselves() -> None:
 
 def test_shipped_weights_keep_their_quality_floor(shared_data: Path) -> None:
     codec = rtcodec.load()
-    clips = pick_dev_clips([shared_data / "dev"], FLOOR_CLIPS)
+    clips = pick_dev_clips(find_audio([shared_data / "dev"]), FLOOR_CLIPS)
     decoded = [codec.decode(codec.encode(clip, kbps=6)) for clip in clips]
     assert float(np.mean([metrics.pesq_wb(c, d) for c, d in zip(clips, decoded, strict=True)])) >= PESQ_AT_6_KBPS_FLOOR
     assert float(np.mean([metrics.stoi(c, d) for c, d in zip(clips, decoded, strict=True)])) >= STOI_AT_6_KBPS_FLOOR

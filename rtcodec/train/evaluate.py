@@ -12,15 +12,14 @@ from rtcodec import metrics
 from rtcodec.audio import read_audio
 from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE
 from rtcodec.model import NeuralCodec
-from rtcodec.train.data import find_audio
 
 EVAL_KBPS = (1.5, 3.0, 6.0, 12.0)
 MAX_CLIP_SECONDS = 8.0
 
 
-def pick_dev_clips(folders: Sequence[Path], count: int) -> list[np.ndarray]:
-    """`count` clips spread evenly over the dev files (stable order), each at most MAX_CLIP_SECONDS."""
-    paths = find_audio(folders)
+def pick_dev_clips(paths: Sequence[Path], count: int) -> list[np.ndarray]:
+    """`count` clips spread evenly over the dev files `paths` (in their order), each at most
+    MAX_CLIP_SECONDS; files shorter than a second are passed over."""
     if not paths:
         return []
     chosen = [paths[i] for i in np.linspace(0, len(paths) - 1, min(count, len(paths))).astype(int)]

@@ -146,7 +146,7 @@ class Trainer:
         self.step = 0
         self.best: float | None = None
         self.sampler = self._make_sampler()
-        self.dev_clips = pick_dev_clips([Path(d) for d in config.dev], config.eval_clips) if self.rank == 0 else []
+        self.dev_clips = self._dev_clips() if self.rank == 0 else []
         self._resume()
         self.codec: nn.Module = self.model
         self.critic: nn.Module = self.discriminator
@@ -174,6 +174,11 @@ class Trainer:
         self._log(f"training on {speech.seconds / 3600:.2f} h from {len(train_paths)} files "
                   f"({len(self.validation_paths)} held out by speaker), noise: {len(noise_paths)} files")
         return CropSampler(speech, noise, Augmentation(), seed=self.config.seed + self.rank)
+
+    def _dev_clips(self) -> list[np.ndarray]:
+        """Clips from the --dev folders, or without them from the speakers held out of training."""
+        paths = find_audio(Path(d) for d in self.config.dev) if self.config.dev else self.validation_paths
+        return pick_dev_clips(paths, self.config.eval_clips)
 
     def _sample_codebooks(self, batch: int) -> torch.Tensor:
         """[batch] codebook counts: all of them, or uniform in 1..N (quantizer dropout)."""
