@@ -226,6 +226,16 @@ def test_shrinking_to_the_same_width_keeps_the_output() -> None:
 
 
 @torch.no_grad()
+def test_shrinking_leaves_stage_units_of_the_bottleneck_shape_alone(tmp_path: Path) -> None:
+    """A stage unit can have the bottleneck's (channels, hidden) shape: here 16 channels, hidden 8."""
+    config = CodecConfig(channels=4, latent_dim=16, bottleneck_hidden=8, num_codebooks=4)
+    small = shrink_bottleneck(NeuralCodec(config).eval(), 4, _speech_like(2, 0.64))
+    assert _bottleneck_widths(small) == [4] * 2 * config.bottleneck_blocks
+    small.save(tmp_path)
+    NeuralCodec.load(tmp_path)
+
+
+@torch.no_grad()
 def test_shrinking_refits_each_unit_better_than_dropping_channels() -> None:
     torch.manual_seed(0)
     model = NeuralCodec(TINY).eval()

@@ -64,7 +64,10 @@ class Encoder(nn.Module):
                 StreamingConv1d(channels[i], channels[i + 1], 2 * ratio, stride=ratio),
             ]
         layers += [nn.ELU(), StreamingConv1d(channels[-1], config.latent_dim, 3)]
-        layers += [*_bottleneck(config), RmsNorm()]
+        bottleneck = _bottleneck(config)
+        self.bottleneck = range(len(layers), len(layers) + len(bottleneck))
+        """Indices in `layers` of the bottleneck's residual units."""
+        layers += [*bottleneck, RmsNorm()]
         self.layers = nn.Sequential(*layers)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
@@ -78,7 +81,10 @@ class Decoder(nn.Module):
         super().__init__()
         channels = _stage_channels(config)
         layers: list[nn.Module] = [StreamingConv1d(config.latent_dim, config.latent_dim, 3)]
-        layers += _bottleneck(config)
+        bottleneck = _bottleneck(config)
+        self.bottleneck = range(len(layers), len(layers) + len(bottleneck))
+        """Indices in `layers` of the bottleneck's residual units."""
+        layers += bottleneck
         layers += [nn.ELU(), StreamingConv1d(config.latent_dim, channels[-1], 3)]
         for i, ratio in reversed(list(enumerate(config.ratios))):
             layers += [

@@ -19,7 +19,7 @@ from torch import nn
 
 from rtcodec.model import NeuralCodec
 from rtcodec.modules.conv import StreamingConv1d
-from rtcodec.modules.seanet import ResidualUnit
+from rtcodec.modules.seanet import Decoder, ResidualUnit
 
 RIDGE = 1e-4
 """Weight decay of the refit, relative to the features' mean power (`_ridge`)."""
@@ -37,19 +37,19 @@ def shrink_bottleneck(model: NeuralCodec, hidden: int, audio: torch.Tensor) -> N
         raise ValueError(f"cannot shrink a bottleneck of {config.bottleneck_hidden} channels to {hidden}")
     small = copy.deepcopy(model).eval()
     small.config = replace(config, bottleneck_hidden=hidden)
-    bottleneck = (config.latent_dim, config.bottleneck_hidden)
     with torch.no_grad():
-        latent = _shrink_units(small.encoder.layers, audio, bottleneck, hidden)
-        quantized = small.quantizer.decode(small.quantizer.encode(latent, config.num_codebooks))
-        _shrink_units(small.decoder.layers, quantized, bottleneck, hidden)
+        latent = _shrink_units(small.encoder.layers, audio, small.encoder.bottleneck, hidden)
+        if isinstance(small.decoder, Decoder):  # the spectral decoder has no bottleneck units
+            quantized = small.quantizer.decode(small.quantizer.encode(latent, config.num_codebooks))
+            _shrink_units(small.decoder.layers, quantized, small.decoder.bottleneck, hidden)
     return small
 
 
-def _shrink_units(layers: nn.Sequential, x: torch.Tensor, bottleneck: tuple[int, int], hidden: int) -> torch.Tensor:
-    """Shrink, in place and in order, the units of `layers` whose (channels, hidden) is `bottleneck`;
+def _shrink_units(layers: nn.Sequential, x: torch.Tensor, units: range, hidden: int) -> torch.Tensor:
+    """Shrink, in place and in order, the residual units at indices `units` of `layers`;
     returns the output of `layers` on x [batch, channels, time]."""
     for index, layer in enumerate(layers):
-        if isinstance(layer, ResidualUnit) and _shape_of(layer) == bottleneck:
+        if index in units:
             layers[index] = _refitted(layer, x, hidden)
         x = layers[index](x)
     return x
@@ -59,11 +59,6 @@ def _convs(unit: ResidualUnit) -> tuple[StreamingConv1d, StreamingConv1d]:
     """The unit's hidden (kernel k) and output (kernel 1) convolutions."""
     convs = [layer for layer in unit.block if isinstance(layer, StreamingConv1d)]
     return convs[0], convs[1]
-
-
-def _shape_of(unit: ResidualUnit) -> tuple[int, int]:
-    inner, _ = _convs(unit)
-    return inner.conv.in_channels, inner.conv.out_channels
 
 
 def _refitted(unit: ResidualUnit, x: torch.Tensor, hidden: int) -> ResidualUnit:
