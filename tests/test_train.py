@@ -17,6 +17,7 @@ import torch
 from rtcodec.config import SAMPLE_RATE, CodecConfig
 from rtcodec.model import NeuralCodec
 from rtcodec.train.averaging import WeightAverage
+from rtcodec.train.checkpoint import load_checkpoint
 from rtcodec.train.data import split_by_speaker
 from rtcodec.train.losses import ComplexStftLoss, MultiScaleMelLoss, level_normalised
 from rtcodec.train.shrink import shrink_bottleneck
@@ -130,7 +131,9 @@ def test_two_process_ddp(speech_folder: Path, tmp_path: Path, options: list[str]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert (tmp_path / "ddp" / "checkpoint.pt").is_file()
+    state = load_checkpoint(tmp_path / "ddp")
+    assert state is not None and state["step"] == 3
+    assert all(torch.isfinite(tensor).all() for tensor in state["model"].values() if tensor.is_floating_point())
 
 
 def test_resumed_ranks_draw_different_but_reproducible_crops() -> None:
