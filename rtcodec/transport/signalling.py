@@ -230,14 +230,23 @@ async def _answer_caller(
         hello = _expect(await _receive(reader, HELLO_TIMEOUT), "hello")
     except SignallingError as error:
         raise _Stranger(f"hung up on {caller}: {error}") from None
-    for refusal, error in ((_stranger(hello, token), _Stranger), (_mismatch(hello, choice), SignallingError)):
-        if refusal is not None:
-            with contextlib.suppress(SignallingError):
-                await _send(writer, {"type": "refused", "reason": refusal})
-            raise error(f"refused the call from {caller}: {refusal}")
+    stranger = _stranger(hello, token)
+    if stranger is not None:
+        await _refuse(writer, stranger)
+        raise _Stranger(f"refused the call from {caller}: {stranger}")
+    mismatch = _mismatch(hello, choice)
+    if mismatch is not None:
+        await _refuse(writer, mismatch)
+        raise SignallingError(f"refused the call from {caller}: {mismatch}")
     await _send(writer, {"type": "welcome"})
     offer = _expect(await _receive(reader), "offer")
     await _send(writer, {"type": "answer", "sdp": await peer.answer(_sdp(offer))})
+
+
+async def _refuse(writer: asyncio.StreamWriter, reason: str) -> None:
+    """Tell the caller why it is refused, if it still listens."""
+    with contextlib.suppress(SignallingError):
+        await _send(writer, {"type": "refused", "reason": reason})
 
 
 def _stranger(hello: Message, token: str | None) -> str | None:
