@@ -80,7 +80,7 @@ def plot(runs: Sequence[Run], rates: Sequence[str]) -> Figure:
         for index, name in enumerate(LOSSES):
             values = np.array([r["losses"].get(name, np.nan) for r in run.losses], dtype=float)
             axes[2].plot(loss_steps, smoothed(values, LOSS_WINDOW), style, color=f"C{len(rates) + index}",
-                         label=f"{name} ({run.name})")
+                         label=name if run is runs[0] else None)
     for axis, (metric, title) in zip(axes, METRICS.items(), strict=False):
         axis.set(title=f"dev {title}", xlabel="step", ylabel=metric)
         axis.legend(fontsize="small")
