@@ -102,6 +102,17 @@ def test_run_stops_evaluates_and_exports(speech_folder: Path, tmp_path: Path) ->
     assert "pesq@12" not in metrics  # the tiny model has 12 codebooks: 6 kbps at most
 
 
+def test_a_model_with_fewer_codebooks_than_6_kbps_is_evaluated_and_selected_at_its_own_bitrates(
+    speech_folder: Path, tmp_path: Path
+) -> None:
+    for codebooks, highest in ((4, "1.5"), (2, "1")):
+        model = dataclasses.replace(TINY, num_codebooks=codebooks)
+        run_dir = tmp_path / f"run{codebooks}"
+        Trainer(_config(speech_folder, run_dir, model=model, max_steps=1)).run()
+        metrics = NeuralCodec.load(run_dir / RELEASE_DIR).config.extra["dev_metrics"]
+        assert max(float(key.removeprefix("pesq@")) for key in metrics if key.startswith("pesq@")) == float(highest)
+
+
 def test_validation_split_holds_out_whole_speakers() -> None:
     librispeech = [Path(f"{s}-{c}-{u}.flac") for s in range(200) for c in range(2) for u in range(3)]
     paths = [*librispeech, Path("LJ001-0001.wav")]

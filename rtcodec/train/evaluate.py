@@ -30,9 +30,9 @@ def pick_dev_clips(paths: Sequence[Path], count: int) -> list[np.ndarray]:
 
 @torch.no_grad()
 def evaluate(model: NeuralCodec, clips: Sequence[np.ndarray], kbps: Sequence[float] = EVAL_KBPS) -> dict[str, float]:
-    """Mean PESQ-WB and STOI of offline encode/decode at each bitrate that the model has, and the
-    share of the latent's variance that its codebooks reproduce:
-    {"pesq@6": ..., "stoi@6": ..., "explained@6": ...}.
+    """Mean PESQ-WB and STOI of offline encode/decode at each bitrate of `kbps` that the model has
+    (at its own highest if it has none of them), and the share of the latent's variance that its
+    codebooks reproduce: {"pesq@6": ..., "stoi@6": ..., "explained@6": ...}.
 
     Each clip is encoded once, at the highest bitrate: a lower one is a prefix of its codebooks.
     """
@@ -40,7 +40,8 @@ def evaluate(model: NeuralCodec, clips: Sequence[np.ndarray], kbps: Sequence[flo
     model.eval()
     device = next(model.parameters()).device
     latents = [model.encoder(torch.from_numpy(clip)[None, None, :].to(device)) for clip in clips]
-    counts = {rate: model.config.codebooks_for_kbps(rate) for rate in kbps if rate <= model.config.max_kbps}
+    rates = [rate for rate in kbps if rate <= model.config.max_kbps] or [model.config.max_kbps]
+    counts = {rate: model.config.codebooks_for_kbps(rate) for rate in rates}
     codes = [model.quantizer.encode(latent, max(counts.values())) for latent in latents]
     results: dict[str, float] = {}
     for rate, count in counts.items():

@@ -96,9 +96,12 @@ class TrainConfig:
 
 
 def selection_score(dev_metrics: dict[str, float]) -> float:
-    """STOI plus PESQ-WB mapped from [1, 4.5] onto [0, 1], at SELECTION_KBPS: both count, so that
-    a model whose PESQ sits at its floor is still chosen on intelligibility."""
-    pesq, stoi = (dev_metrics[f"{name}@{SELECTION_KBPS}"] for name in ("pesq", "stoi"))
+    """STOI plus PESQ-WB mapped from [1, 4.5] onto [0, 1], at SELECTION_KBPS (or the highest bitrate
+    evaluated, for a model that has less): both count, so that a model whose PESQ sits at its floor
+    is still chosen on intelligibility."""
+    evaluated = [float(key.removeprefix("pesq@")) for key in dev_metrics if key.startswith("pesq@")]
+    rate = min(SELECTION_KBPS, max(evaluated))
+    pesq, stoi = (dev_metrics[f"{name}@{rate:g}"] for name in ("pesq", "stoi"))
     return stoi + (pesq - 1.0) / 3.5
 
 
