@@ -66,6 +66,8 @@ class _Endpoint(asyncio.DatagramProtocol):
     transport: asyncio.DatagramTransport | None = None
     pending: list[tuple[bytes, Address]] = field(default_factory=list)
     """Datagrams due before the socket was open; sent as soon as it is."""
+    unavailable: bool = False
+    """The socket could not be opened: what it would send is dropped, as on a lost route."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a datagram transport
@@ -81,6 +83,8 @@ class _Endpoint(asyncio.DatagramProtocol):
         self.relay.socket_errors += 1
 
     def send(self, data: bytes, target: Address) -> None:
+        if self.unavailable:
+            return
         if self.transport is None:
             self.pending.append((data, target))
         elif not self.transport.is_closing():
@@ -115,6 +119,7 @@ class ImpairmentRelay:
         self.networks: dict[Side, Network] = {"a": network, "b": reverse or network}
         """By sending side: "a" is the network from a to b."""
         self.socket_errors = 0
+        """ICMP errors reported on the relay's sockets, and sockets it could not open."""
         self.unroutable = 0
         """Datagrams that arrived before the relay knew where to send them; dropped."""
         self._host = host
@@ -238,8 +243,15 @@ class ImpairmentRelay:
         return self._extra[key]
 
     async def _open(self, endpoint: _Endpoint) -> None:
+        """Open `endpoint`'s socket; one that cannot be opened (out of ports or file descriptors)
+        is counted in `socket_errors`, and the address it stands for stays unreachable."""
         loop = asyncio.get_running_loop()
-        await loop.create_datagram_endpoint(lambda: endpoint, local_addr=(self._host, 0))
+        try:
+            await loop.create_datagram_endpoint(lambda: endpoint, local_addr=(self._host, 0))
+        except OSError:
+            self.socket_errors += 1
+            endpoint.unavailable = True
+            endpoint.pending.clear()
 
 
 @dataclass(frozen=True)

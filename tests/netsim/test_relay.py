@@ -4,6 +4,7 @@ were not advertised), impairments per direction, and a whole aiortc call through
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -118,6 +119,29 @@ def test_datagrams_flow_both_ways_and_other_source_addresses_get_their_own_mappi
             assert a.received.empty()
             a.send(b"again", relay.address("b"))
             assert (await b.next())[1] == relay.address("a")  # mappings are stable
+
+    asyncio.run(exchange())
+
+
+def test_a_mapping_socket_that_cannot_be_opened_is_counted_and_its_address_stays_unreachable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def out_of_sockets(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    async def exchange() -> None:
+        async with ImpairmentRelay(Network()) as relay:
+            a, a_other, b = await inbox(), await inbox(), await inbox()
+            relay.advertise("a")(sdp_for(a.address))
+            relay.advertise("b")(sdp_for(b.address))
+            monkeypatch.setattr(asyncio.get_running_loop(), "create_datagram_endpoint", out_of_sockets)
+            for _ in range(3):
+                a_other.send(b"unmapped", relay.address("b"))
+            a.send(b"mapped", relay.address("b"))
+            assert (await b.next())[0] == b"mapped"  # the relay carries on for the others
+            with pytest.raises(TimeoutError):
+                await b.next(timeout=0.3)
+            assert relay.socket_errors == 1
 
     asyncio.run(exchange())
 
