@@ -433,6 +433,7 @@ def markdown(data: Entry) -> str:
         ]),
     ]
     lines += _target_lines(data["target"])
+    lines += _recovery_lines(data["conditions"])
     patterns = list(dict.fromkeys(point["pattern"] for point in data["conditions"][0]["points"]
                                   if point["loss"] > 0))
     lossless = [point for point in data["conditions"][0]["points"] if point["loss"] == 0]
@@ -457,6 +458,30 @@ def markdown(data: Entry) -> str:
 def _cell(point: Entry) -> str:
     values = point["metrics"]
     return " / ".join(number(values[metric], METRIC_FORMATS[metric][1]) for metric in METRICS)
+
+
+def _recovery_lines(summaries: list[Entry]) -> list[str]:
+    """How many of the frames missing at playout each recovering condition rebuilt."""
+    recovering = [summary for summary in summaries if _recovers(summary)]
+    if not recovering:
+        return []
+    columns = [point["label"] for point in recovering[0]["points"] if point["loss"] > 0]
+    rows = [
+        [summary["label"], *(f"{point['recovered']} of {point['concealed']}"
+                             for point in summary["points"] if point["loss"] > 0)]
+        for summary in recovering
+    ]
+    return [
+        "## Lost frames rebuilt\n",
+        "Frames missing at playout that the redundancy or in-band FEC of a later packet rebuilt, "
+        "over all files; the others were concealed. libopus codes FEC only when its bitrate "
+        "leaves room for it: where it rebuilt none, FEC only changed how the encoder coded.\n",
+        markdown_table(["condition", *columns], rows),
+    ]
+
+
+def _recovers(summary: Entry) -> bool:
+    return "redundancy" in summary["label"] or "FEC" in summary["label"]
 
 
 def _target_lines(target: Entry | None) -> list[str]:
@@ -512,7 +537,6 @@ def _style(summary: Entry) -> dict[str, Any]:
     """rtcodec in blue, Opus in orange, lighter for less; dashed: no recovery, solid: redundancy
     or FEC."""
     label = summary["label"]
-    recovers = "redundancy" in label or "FEC" in label
     if summary["codec"] == "rtcodec":
         shade = {"concealment": 1.0, "redundancy 1": 0.75, "redundancy 2": 0.5}
         alpha = next((value for key, value in shade.items() if key in label), 0.6)
@@ -520,7 +544,7 @@ def _style(summary: Entry) -> dict[str, Any]:
         alpha = {9.0: 0.5, 16.0: 0.75, 24.0: 1.0}.get(summary["kbps"], 0.6)
     marker = {9.0: "v", 16.0: "s", 24.0: "^"}.get(summary["kbps"], "o")
     return {"color": CODEC_COLORS[summary["codec"]], "alpha": alpha, "marker": marker,
-            "linestyle": "-" if recovers else "--", "markersize": 4}
+            "linestyle": "-" if _recovers(summary) else "--", "markersize": 4}
 
 
 if __name__ == "__main__":
