@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the sh
 
 from common import BENCHMARKS_DIR, DEFAULT_OUT, use_one_thread
 from fuzzing import (
+    FUZZED_MODEL,
     CountingDecoder,
     HostileStream,
     OpusPackets,
@@ -43,11 +44,10 @@ from fuzzing import (
     rtcodec_packet,
 )
 from rtcodec.codec import untrained
-from rtcodec.config import FRAME_RATE, CodecConfig
+from rtcodec.config import FRAME_RATE
 from rtcodec.opus import OpusStreamDecoder
 from rtcodec.transport.jitter import JitterBuffer
 
-TINY = CodecConfig(channels=4, latent_dim=32, bottleneck_hidden=32)
 DEFAULT_PACKETS = 100_000
 """Messages per codec."""
 JITTER_CAPACITY = FRAME_RATE
@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     use_one_thread()
     opus = OpusPackets()
     campaigns = {
-        "rtcodec": campaign(untrained(TINY).stream_decoder(), rtcodec_packet, opus, args.packets, args.seed),
+        "rtcodec": campaign(untrained(FUZZED_MODEL).stream_decoder(), rtcodec_packet, opus, args.packets, args.seed),
         "opus": campaign(OpusStreamDecoder(), opus, rtcodec_packet, args.packets, args.seed + 1),
     }
     rng = random.Random(args.seed)
@@ -196,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     atheris = atheris_run(args.atheris_runs, args.seed, seeds, args.out)
     summary = {
         "settings": {"packets_per_codec": args.packets, "atheris_runs": args.atheris_runs,
-                     "seed": args.seed, "rtcodec_model": json.loads(TINY.to_json())},
+                     "seed": args.seed, "rtcodec_model": json.loads(FUZZED_MODEL.to_json())},
         "totals": totals(campaigns, atheris),
         "campaigns": campaigns,
         "atheris": atheris,

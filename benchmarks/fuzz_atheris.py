@@ -20,14 +20,12 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the shared harness
 
 with atheris.instrument_imports(include=["rtcodec", "fuzzing"]):
-    from fuzzing import Receiver
+    from fuzzing import FUZZED_MODEL, Receiver
     from rtcodec.bitstream import Packet, PacketError
     from rtcodec.codec import untrained
-    from rtcodec.config import CodecConfig
     from rtcodec.opus import OpusStreamDecoder
     from rtcodec.transport.jitter import FRAME_SECONDS, JitterBuffer
 
-TINY = CodecConfig(channels=4, latent_dim=32, bottleneck_hidden=32)
 CAPACITY = 20
 
 
@@ -53,7 +51,7 @@ class Target:
 
     def __init__(self) -> None:
         self.receivers = [
-            Receiver(untrained(TINY).stream_decoder(), _jitter_buffer()),
+            Receiver(untrained(FUZZED_MODEL).stream_decoder(), _jitter_buffer()),
             Receiver(OpusStreamDecoder(), _jitter_buffer()),
         ]
         self.clock = 0.0

@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from rtcodec.netsim import Network
     from rtcodec.netsim.models import LossModel
 
+FEC_EXPECTED_LOSS = 10
+"""Percent of packets that Opus FEC expects to be lost in a call, unless --expected-loss says: at 0
+libopus codes no FEC at all."""
+KBPS_RANGES = "rtcodec: 0.5 to 12 in steps of 0.5; Opus: 6 to 510"
 EXPECTED_ERRORS = (AudioError, PacketError, ConfigError, WeightsError, SignallingError, PeerError, ValueError, OSError)
 
 
@@ -122,8 +126,16 @@ def _schedule(args: argparse.Namespace) -> dict[str, float]:
 
 
 def _spec(args: argparse.Namespace) -> CodecSpec:
+    """The codec that `_add_codec_options` describe; options for the other codec are refused."""
+    if args.codec == OPUS_NAME and args.redundancy:
+        raise ValueError("--redundancy is for rtcodec; Opus rebuilds lost frames with --fec")
+    if args.codec == RTCODEC_NAME and args.fec:
+        raise ValueError("--fec is for Opus; rtcodec rebuilds lost frames with --redundancy N")
+    expected_loss = args.expected_loss
+    if expected_loss is None:
+        expected_loss = FEC_EXPECTED_LOSS if args.fec else 0
     return CodecSpec(args.codec, args.kbps, args.weights, redundancy=args.redundancy, fec=args.fec,
-                     packet_loss_perc=args.expected_loss)
+                     packet_loss_perc=expected_loss)
 
 
 def cmd_call(args: argparse.Namespace) -> None:
@@ -160,12 +172,8 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     from rtcodec.netsim import AdaptivePlayout, FixedPlayout, simulate
 
     network = _simulated_network(args)
-    if args.codec == OPUS_NAME and args.redundancy:
-        raise ValueError("--redundancy is for rtcodec; Opus rebuilds lost frames with --fec")
-    if args.codec == RTCODEC_NAME and args.fec:
-        raise ValueError("--fec is for Opus; rtcodec rebuilds lost frames with --redundancy N")
-    if args.expected_loss is None:  # Opus FEC is tuned for the loss being simulated
-        args.expected_loss = min(round(args.loss), 100) if args.fec else 0
+    if args.expected_loss is None and args.fec:  # Opus FEC is tuned for the loss being simulated
+        args.expected_loss = min(round(args.loss), 100)
     spec = _spec(args)
     playout = AdaptivePlayout() if args.playout_delay is None else FixedPlayout(args.playout_delay)
     encoder = spec.encoder()
@@ -211,13 +219,17 @@ def _describe_model(spec: CodecSpec) -> str:
             f"{metrics['pesq@6']:.2f}, STOI {metrics.get('stoi@6', float('nan')):.2f} at 6 kbps)")
 
 
-def _add_codec_options(parser: argparse.ArgumentParser, default_kbps: float) -> None:
-    parser.add_argument("--codec", choices=CODEC_NAMES, default=RTCODEC_NAME)
-    parser.add_argument("--kbps", type=float, default=default_kbps)
+def _add_codec_options(parser: argparse.ArgumentParser, fec_loss: str) -> None:
+    parser.add_argument("--codec", choices=CODEC_NAMES, default=RTCODEC_NAME, help="default: rtcodec")
+    parser.add_argument("--kbps", type=float, default=6.0,
+                        help=f"bitrate of either codec (default: 6); {KBPS_RANGES}")
     parser.add_argument("--weights", type=Path, help="rtcodec model folder (default: the shipped weights)")
     parser.add_argument("--redundancy", type=int, default=0, help="rtcodec: earlier frames carried per packet (0-3)")
-    parser.add_argument("--fec", action="store_true", help="Opus: in-band forward error correction")
-    parser.add_argument("--expected-loss", type=int, default=0, help="Opus: packet_loss_perc hint")
+    parser.add_argument("--fec", action="store_true",
+                        help="Opus: in-band forward error correction (libopus codes it only where the "
+                             "bitrate leaves room, e.g. 24 kbps)")
+    parser.add_argument("--expected-loss", type=int, metavar="PCT",
+                        help=f"Opus: the packet loss that FEC is tuned for (default: {fec_loss} with --fec, else 0)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -228,23 +240,25 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="rtcodec", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="rtcodec", description="rtcodec: a neural speech codec and the calls that "
+                     "use it. Encode and decode files, call a peer over WebRTC, simulate lossy "
+                     "networks, train the model.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     encode = commands.add_parser("encode", help="encode an audio file into an .rtc file")
     encode.add_argument("input", type=Path, help="WAV/FLAC/OGG, any rate, mono or stereo")
-    encode.add_argument("output", type=Path)
-    encode.add_argument("--kbps", type=float, required=True)
+    encode.add_argument("output", type=Path, help=".rtc file to write")
+    encode.add_argument("--kbps", type=float, required=True, help=KBPS_RANGES)
     encode.add_argument("--codec", choices=CODEC_NAMES, default="rtcodec")
     encode.set_defaults(run=cmd_encode)
 
     decode = commands.add_parser("decode", help="decode an .rtc file into a WAV file")
-    decode.add_argument("input", type=Path)
-    decode.add_argument("output", type=Path)
+    decode.add_argument("input", type=Path, help=".rtc file")
+    decode.add_argument("output", type=Path, help="WAV file to write (16 kHz mono)")
     decode.set_defaults(run=cmd_decode)
 
     info = commands.add_parser("info", help="describe an .rtc file")
-    info.add_argument("input", type=Path)
+    info.add_argument("input", type=Path, help=".rtc file")
     info.set_defaults(run=cmd_info)
 
     train = commands.add_parser("train", help="train the codec (resumes from RUN_DIR/checkpoint.pt)")
@@ -252,9 +266,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--noise", nargs="*", default=[], help="folders of noise for augmentation")
     train.add_argument("--dev", nargs="*", default=[],
                        help="folders for periodic PESQ/STOI evaluation (default: the speakers held out of the data)")
-    train.add_argument("--run-dir", default="runs/codec")
-    train.add_argument("--model-config", type=Path, help="CodecConfig JSON (default: the standard model)")
-    train.add_argument("--decoder", choices=DECODERS, help="decoder architecture (default: the model config's)")
+    train.add_argument("--run-dir", default="runs/codec",
+                       help="checkpoint, log and best weights (default: runs/codec)")
+    train.add_argument("--model-config", type=Path,
+                       help="CodecConfig JSON (default: CodecConfig(), the shipped architecture with a seanet decoder)")
+    train.add_argument("--decoder", choices=DECODERS,
+                       help="decoder architecture (default: the model config's, seanet); the shipped model's is "
+                            "spectral: give it to continue the shipped weights with --init-from")
     train.add_argument("--batch-size", type=int, default=16)
     train.add_argument("--crop-seconds", type=float, default=1.0)
     train.add_argument("--max-minutes", type=float)
@@ -262,7 +280,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--adversarial-from", type=int, metavar="STEP",
                        help="step from which the discriminator trains (default: the TrainConfig's)")
-    train.add_argument("--eval-minutes", type=float, help="minutes between dev evaluations")
+    train.add_argument("--eval-minutes", type=float,
+                       help="minutes between dev evaluations (default: the TrainConfig's)")
     train.add_argument("--learning-rate", type=float,
                        help="peak learning rate before its per-step decay (default: the TrainConfig's); "
                             "lower it to anneal a model that has stopped improving")
@@ -287,9 +306,9 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--stats", type=Path, help="write the call statistics as JSON here")
     call.add_argument("--stun", help="STUN server, e.g. stun:stun.example.org:3478 (none by default)")
     call.add_argument("--turn", help="TURN server URL")
-    call.add_argument("--turn-username")
-    call.add_argument("--turn-password")
-    _add_codec_options(call, default_kbps=6.0)
+    call.add_argument("--turn-username", help="TURN user name")
+    call.add_argument("--turn-password", help="TURN password")
+    _add_codec_options(call, fec_loss=str(FEC_EXPECTED_LOSS))
     call.set_defaults(run=cmd_call)
 
     simulate = commands.add_parser(
@@ -309,13 +328,14 @@ def _parser() -> argparse.ArgumentParser:
                           help="play each frame this long after it was sent, never stretching or "
                                "skipping (default: the call engine's adaptive jitter buffer)")
     simulate.add_argument("--seed", type=int, default=0, help="seed of the network's randomness")
-    _add_codec_options(simulate, default_kbps=6.0)
+    _add_codec_options(simulate, fec_loss="--loss")
     simulate.set_defaults(run=cmd_simulate, expected_loss=None)
 
     demo = commands.add_parser("demo", help="a complete call between two peers on this machine")
-    demo.add_argument("--out", type=Path, default=Path("out/demo"))
+    demo.add_argument("--out", type=Path, default=Path("out/demo"),
+                      help="folder for sent.wav, received.wav, stats.json and call.png (default: out/demo)")
     demo.add_argument("--input", type=Path, help="audio file to send (default: built-in speech)")
-    _add_codec_options(demo, default_kbps=6.0)
+    _add_codec_options(demo, fec_loss=str(FEC_EXPECTED_LOSS))
     demo.set_defaults(run=cmd_demo)
     return parser
 

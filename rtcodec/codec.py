@@ -253,8 +253,8 @@ def load(path: str | Path | None = None) -> Codec:
     except WeightsError as error:
         if path is None and not (directory / WEIGHTS_FILE).is_file():
             raise WeightsError(
-                "rtcodec ships no trained weights yet (rtcodec/weights/ is empty); train a model "
-                "with `rtcodec train`, or use rtcodec.codec.untrained() for an untrained one"
+                f"the shipped weights are missing from {directory} (an incomplete installation?); "
+                "reinstall rtcodec, train a model with `rtcodec train`, or use rtcodec.untrained()"
             ) from error
         raise
 

@@ -68,9 +68,10 @@ class CodecConfig:
     bottleneck_blocks: int = 3
     """Residual causal conv blocks at 50 Hz, in the encoder and in the decoder each."""
     bottleneck_hidden: int = 256
-    """Hidden width of those 50 Hz blocks. Their weights dominate what a streamed frame reads, so
-    this width sets the per-frame compute: 256 instead of 512 halves the fast path's time, and
-    the trained 512-wide model shrunk to 256 (`rtcodec.train.shrink`) kept its dev quality."""
+    """Hidden width of those 50 Hz blocks. With the SEANet decoder their weights dominate what a
+    streamed frame reads, so this width sets its per-frame compute: 256 instead of 512 halved the
+    fast path's time, and the trained 512-wide model shrunk to 256 (`rtcodec.train.shrink`) kept
+    its dev quality. (With the spectral decoder, its ConvNeXt blocks hold most of the weights.)"""
     num_codebooks: int = MAX_CODEBOOKS
     codebook_size: int = CODEBOOK_SIZE
     codebook_dim: int = 8

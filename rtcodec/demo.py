@@ -77,21 +77,20 @@ def run_demo(
     """Run one call from a caller that sends `input_path` (default: the built-in speech) to a
     callee, and write DIR/sent.wav, DIR/received.wav, DIR/stats.json and DIR/call.png.
 
-    Takes as long as the audio (real time), plus about a second of set-up.
+    Takes as long as the audio (real time), plus about a second of set-up. Bad input or codec
+    settings raise before anything is written.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
     if input_path is None:
         speech = default_speech()
         audio, description = speech.audio, speech.description
     else:
         audio, description = read_audio(input_path), str(input_path)
-    sent = np.pad(audio, (0, -len(audio) % FRAME_SAMPLES))
-    write_wav(out_dir / "sent.wav", sent)
-    encoder = encoder_factory()
+    encoder, decoder = encoder_factory(), decoder_factory()
     codec = CodecChoice(encoder.name, encoder.kbps)
-    caller, callee = asyncio.run(
-        _call(sent, encoder, decoder_factory(), codec, out_dir / "received.wav")
-    )
+    sent = np.pad(audio, (0, -len(audio) % FRAME_SAMPLES))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_wav(out_dir / "sent.wav", sent)
+    caller, callee = asyncio.run(_call(sent, encoder, decoder, codec, out_dir / "received.wav"))
     summary = DemoSummary(out_dir, codec, description, caller, callee)
     stats = {"codec": str(codec), "caller": caller.to_dict(), "callee": callee.to_dict()}
     atomic_write_bytes(out_dir / "stats.json", json.dumps(stats, indent=2).encode() + b"\n")

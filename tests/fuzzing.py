@@ -26,11 +26,15 @@ import numpy as np
 
 from rtcodec.audio import default_speech, frames
 from rtcodec.bitstream import MAX_REDUNDANT_FRAMES, SEQ_MODULO, WIRE_VERSION, Packet, PacketError
-from rtcodec.config import CODEBOOK_SIZE, FRAME_SAMPLES, MAX_CODEBOOKS
+from rtcodec.config import CODEBOOK_SIZE, FRAME_SAMPLES, MAX_CODEBOOKS, CodecConfig
 from rtcodec.opus import OpusStreamEncoder
 from rtcodec.protocols import StreamDecoder
 from rtcodec.transport.jitter import FRAME_SECONDS, JitterBuffer
 
+FUZZED_MODEL = CodecConfig(channels=4, latent_dim=32, bottleneck_hidden=32, decoder="spectral",
+                           decoder_dim=32, decoder_layers=2)
+"""The rtcodec receivers' model: the shipped architecture (24 codebooks, spectral decoder with its
+overlap-add), small and untrained, so that campaigns run fast."""
 MAX_MESSAGE_BYTES = 262_144
 """The largest data-channel message aiortc accepts (its LOCAL_MAX_MESSAGE_SIZE)."""
 OVERSIZE_BYTES = (1, 100, 1_500, MAX_MESSAGE_BYTES // 4)

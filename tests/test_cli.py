@@ -183,6 +183,40 @@ def test_a_bitrate_that_is_not_a_number_is_a_one_line_usage_error(
     assert error == "rtcodec encode: error: argument --kbps: invalid float value: 'fast' (see rtcodec encode -h)\n"
 
 
+@pytest.mark.parametrize("options", [["--codec", "opus", "--kbps", "3"], ["--kbps", "5.2"],
+                                     ["--codec", "opus", "--redundancy", "1"], ["--fec"],
+                                     ["--codec", "opus", "--fec", "--expected-loss", "101"],
+                                     ["--input", "missing.wav"]])
+def test_a_demo_with_bad_settings_writes_nothing(
+    tmp_path: Path, weights: Path, options: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    argv = ["demo", "--out", str(out_dir / "demo"), "--weights", str(weights), *options]
+    assert_fails_cleanly(argv, capsys, out_dir)
+
+
+@pytest.mark.parametrize(("options", "error"), [
+    (["--codec", "opus", "--redundancy", "2"], "--redundancy is for rtcodec"),
+    (["--fec"], "--fec is for Opus"),
+])
+def test_a_call_refuses_the_other_codecs_loss_options(
+    tmp_path: Path, options: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["call", "--listen", "127.0.0.1:1", "--output", str(tmp_path / "x.wav"), *options]
+    assert_fails_cleanly(argv, capsys, tmp_path, match=error)
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    (["--codec", "opus", "--kbps", "24", "--fec"], cli.FEC_EXPECTED_LOSS),
+    (["--codec", "opus", "--kbps", "24", "--fec", "--expected-loss", "25"], 25),
+    (["--codec", "opus", "--kbps", "24"], 0),
+])
+def test_opus_fec_in_a_call_is_tuned_for_some_loss_unless_told(options: list[str], expected: int) -> None:
+    args = cli._parser().parse_args(["demo", *options])
+    assert cli._spec(args).packet_loss_perc == expected
+
+
 def _bad_rtc(path: Path, case: str) -> bytes:
     """A damaged copy of the .rtc file at `path`."""
     good = path.read_bytes()

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fuzzing import (
+    FUZZED_MODEL,
     CountingDecoder,
     Event,
     HostileStream,
@@ -30,11 +31,9 @@ from fuzzing import (
 )
 from rtcodec.bitstream import SEQ_MODULO, Packet, PacketError
 from rtcodec.codec import Codec, untrained
-from rtcodec.config import CodecConfig
 from rtcodec.opus import OpusStreamDecoder
 from rtcodec.transport.jitter import FRAME_SECONDS, JitterBuffer
 
-TINY = CodecConfig(channels=4, latent_dim=32, bottleneck_hidden=32)
 CODECS = ("rtcodec", "opus")
 CAPACITY = 20
 """Jitter buffer capacity in the fuzzed receivers: small, so that streams overflow it often."""
@@ -48,7 +47,7 @@ FUZZ_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz.py"
 
 @pytest.fixture(scope="module")
 def tiny_codec() -> Codec:
-    return untrained(TINY)
+    return untrained(FUZZED_MODEL)
 
 
 @pytest.fixture(scope="module")

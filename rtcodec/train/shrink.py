@@ -1,7 +1,8 @@
 """Shrinking a trained model's 50 Hz bottleneck: fewer hidden channels, refitted by least squares.
 
-The bottleneck's residual units hold most of the weights, and a streamed frame reads every weight
-once, so their hidden width decides the per-frame compute (`rtcodec.fastpath` is memory-bound).
+In a SEANet-decoder model the bottleneck's residual units hold most of the weights, and a streamed
+frame reads every weight once, so their hidden width decides the per-frame compute
+(`rtcodec.fastpath` is memory-bound).
 Shrinking a trained model keeps everything it learned elsewhere: each unit keeps the hidden
 channels that contribute most to its output on real speech, and its output convolution is refitted
 so that the unit's output on that speech changes as little as a linear map allows. Training then

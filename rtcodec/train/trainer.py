@@ -41,7 +41,8 @@ SHRINK_CROPS = 64
 SHRINK_CROP_SECONDS = 3.0
 """Training audio on which a release with a wider bottleneck is shrunk (`init_from`)."""
 DISCRIMINATOR_FILE = "discriminator.safetensors"
-"""Saved beside a release so that training can resume from it (`init_from`); never shipped."""
+"""Saved beside a release, the shipped one included, so that training can resume from it
+(`init_from`) with its discriminator."""
 
 
 @dataclass(frozen=True)
@@ -321,6 +322,9 @@ class Trainer:
         metrics = release.config.extra.get("dev_metrics", {})
         self.best = selection_score(metrics) if metrics and not shrunk and same_decoder else None
         self._log(f"started from the release in {folder} (step {self.step})")
+        if not same_decoder:
+            self._log(f"its decoder ({release.config.decoder}) is not the configured one "
+                      f"({self.config.model.decoder}): it gives only its encoder and quantizer")
 
     def _shrunk(self, release: NeuralCodec) -> NeuralCodec:
         """The release with the configured (narrower) bottleneck, refitted on training crops."""
