@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-APT_PACKAGES=(libopus0 libportaudio2 libsndfile1 espeak-ng libtcmalloc-minimal4)
+APT_PACKAGES=(python3-venv libopus0 libportaudio2 libsndfile1 espeak-ng libtcmalloc-minimal4)
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
@@ -23,7 +23,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.rtcodec-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "setup: installing rtcodec and its dependencies (torch==2.13.0, CPU)"
+  echo "setup: installing rtcodec and its dependencies (torch==2.13.0)"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
   touch "$stamp"
 fi
