@@ -42,9 +42,10 @@ PARETO_SHAPE: Final = 5.0
 moment is still finite, so that measured spreads settle."""
 
 LossDecision = Callable[[int, float], bool]
-"""(index of the packet on the link from 0, send time in s) -> whether it is lost."""
+"""(index of the packet on the link from 0, s since the link's first packet) -> whether it is lost."""
 DelayDraw = Callable[[int, float], float]
-"""(index of the packet on the link from 0, send time in s) -> its one-way delay in s (>= 0)."""
+"""(index of the packet on the link from 0, s since the link's first packet) -> its one-way delay
+in s (>= 0)."""
 
 
 class LossModel(Protocol):
@@ -275,6 +276,7 @@ class Link:
         self._reorder_rng = rngs["reorder"]
         self._queue_free_at = -math.inf
         """When the bandwidth queue will have sent everything handed to it so far."""
+        self._first_sent: float | None = None
 
     def send(self, time: float, size: int) -> list[float]:
         """A packet of `size` bytes sent at `time` seconds: the arrival times of its copies.
@@ -283,7 +285,10 @@ class Link:
         index = self.counters.sent
         self.counters.sent += 1
         self.counters.bytes_sent += size
-        if self._lost(index, time):
+        if self._first_sent is None:
+            self._first_sent = time
+        elapsed = time - self._first_sent
+        if self._lost(index, elapsed):
             self.counters.lost += 1
             return []
         copies = [self._delay]
@@ -292,15 +297,18 @@ class Link:
             copies.append(self._duplicate_delay)
         arrivals = []
         for delay in copies:
+            # Drawn before the queue decides, so that a drop (which depends on the packet sizes,
+            # and so on the codec) leaves the draws of every later copy as they were.
+            propagation = delay(index, elapsed)
+            reordered = bool(self.network.reorder) and self._reorder_rng.random() < self.network.reorder
             departure = self._through_queue(time, size)
             if departure is None:
                 self.counters.queue_dropped += 1
                 continue
-            arrival = departure + delay(index, time)
-            if self.network.reorder and self._reorder_rng.random() < self.network.reorder:
+            if reordered:
                 self.counters.reordered += 1
-                arrival += self.network.reorder_ms / 1000
-            arrivals.append(arrival)
+                propagation += self.network.reorder_ms / 1000
+            arrivals.append(departure + propagation)
         self.counters.delivered += len(arrivals)
         return arrivals
 

@@ -35,7 +35,6 @@ import io
 import itertools
 import math
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
@@ -139,7 +138,7 @@ class Trace:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow([self.key, "lost", "delay_ms"])
         for key, lost, delay in zip(self.keys, self.lost, self.delay_ms, strict=True):
-            writer.writerow([f"{key:g}", int(lost), "" if delay is None else f"{delay:g}"])
+            writer.writerow([_exact(key), int(lost), "" if delay is None else _exact(delay)])
         return out.getvalue()
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -165,8 +164,7 @@ class TraceLosses:
     trace: Trace
 
     def start(self, rng: np.random.Generator) -> LossDecision:
-        row = _row_finder(self.trace)
-        return lambda index, time: self.trace.lost[row(index, time)]
+        return lambda index, elapsed: self.trace.lost[self.trace.row(index, elapsed * 1000)]
 
 
 @dataclass(frozen=True)
@@ -177,25 +175,16 @@ class TraceDelays:
     trace: Trace
 
     def start(self, rng: np.random.Generator) -> DelayDraw:
-        row = _row_finder(self.trace)
-
-        def delay(index: int, time: float) -> float:
-            value = self.trace.delay_ms[row(index, time)]
+        def delay(index: int, elapsed: float) -> float:
+            value = self.trace.delay_ms[self.trace.row(index, elapsed * 1000)]
             return (value or 0.0) / 1000
 
         return delay
 
 
-def _row_finder(trace: Trace) -> Callable[[int, float], int]:
-    """(index, send time in s) -> row, with time measured from the first packet seen."""
-    first: list[float] = []
-
-    def row(index: int, time: float) -> int:
-        if not first:
-            first.append(time)
-        return trace.row(index, (time - first[0]) * 1000)
-
-    return row
+def _exact(value: float) -> str:
+    """`value` as text that parses back to the same float: an integer without a point."""
+    return str(int(value)) if value == int(value) else repr(float(value))
 
 
 def _number(text: str, column: str, where: str) -> float:

@@ -147,6 +147,15 @@ def test_below_the_cap_packets_only_take_their_serialisation_time() -> None:
     assert link.counters.queue_dropped == 0
 
 
+def test_a_queue_drop_leaves_the_later_packets_delays_alone() -> None:
+    network = Network(delay=Delay(40, 15, "pareto"), reorder=0.2, bandwidth=Bandwidth(kbps=64, queue_bytes=400))
+    small, mixed = network.link(3), network.link(3)
+    for index in range(200):  # 80 bytes every 20 ms leave a 64 kbps queue empty between packets
+        plain, other = small.send(index * INTERVAL, 80), mixed.send(index * INTERVAL, 500 if index == 5 else 80)
+        assert other == ([] if index == 5 else plain)  # only the packet too big for the queue differs
+    assert (small.counters.reordered, mixed.counters.queue_dropped) > (0, 0)
+
+
 def test_same_seed_same_fates_other_seed_other_fates() -> None:
     network = Network(loss=GilbertElliott(0.1, 2), delay=Delay(30, 10), duplicate=0.02, reorder=0.01)
     assert run(network, 2_000, seed=7) == run(network, 2_000, seed=7)
@@ -190,12 +199,23 @@ def test_a_time_trace_holds_each_row_until_the_next() -> None:
         assert copies == ([] if delay is None else [pytest.approx(index * INTERVAL + delay / 1000)])
 
 
+def test_a_time_trace_counts_from_the_first_packet_even_when_it_is_lost() -> None:
+    trace = Trace.parse("time_ms,lost,delay_ms\n0,1,\n100,0,30\n200,0,80\n")
+    arrivals = run(Network.replay(trace), count=15)
+    expected = [None] * 5 + [30] * 5 + [80] * 5
+    for index, (copies, delay) in enumerate(zip(arrivals, expected, strict=True)):
+        assert copies == ([] if delay is None else [pytest.approx(index * INTERVAL + delay / 1000)])
+
+
 def test_a_trace_round_trips_through_its_csv_file(tmp_path: Path) -> None:
     trace = Trace.per_packet([False, True, False], [12.5, None, 40])
     path = tmp_path / "trace.csv"
     trace.save(path)
     assert Trace.load(path) == trace
     assert path.read_text().splitlines()[0] == "seq,lost,delay_ms"
+    long = Trace("time_ms", (0, 1_000_001, 1_000_002.25), (False, False, True), (1.23456789, 1e-9, None))
+    long.save(path)
+    assert Trace.load(path) == long
 
 
 @pytest.mark.parametrize(
