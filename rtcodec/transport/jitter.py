@@ -173,6 +173,7 @@ class JitterBuffer:
             return PutResult.DUPLICATE
         if self._next is not None and index < self._next and self._started:
             self.counters.late += 1
+            self._seen.add(index)  # its other copies are duplicates, not more late packets
             return PutResult.LATE
         self._store(index, packet, arrival)
         return PutResult.ACCEPTED

@@ -71,8 +71,10 @@ def test_a_packet_after_its_playout_tick_is_late_and_its_frame_was_concealed() -
     assert played(buffer, 1) == [0]
     assert buffer.pop() == (None, (packet(2), packet(3), None))
     assert buffer.put(packet(1), 0.1) is PutResult.LATE
+    assert buffer.put(packet(1), 0.11) is PutResult.DUPLICATE  # a second copy: one late packet
     assert played(buffer, 2) == [2, 3]
     assert buffer.counters.late == 1 and buffer.counters.concealed == 1
+    assert buffer.counters.duplicate == 1
     assert buffer.lost == 0  # it arrived, too late: late, not lost
 
 
