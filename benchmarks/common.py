@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import importlib.util
 import json
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from matplotlib.figure import Figure
 
 import rtcodec.codec
 from rtcodec import metrics
-from rtcodec.audio import checked_frame, frames, read_audio
+from rtcodec.audio import AudioError, checked_frame, frames, read_audio
 from rtcodec.bitstream import HEADER_BYTES, SEQ_MODULO, Packet
 from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE, CodecConfig
 from rtcodec.model import CONFIG_FILE, WeightsError
@@ -54,6 +55,9 @@ LYRA_QUANTIZERS = {3.2: 16, 6.0: 30, 9.2: 46}
 """The bitrates (kbps) Lyra v2 ships, and their quantizers of 4 bits at 50 frames/s."""
 LYRA_KBPS = tuple(LYRA_QUANTIZERS)
 
+MIN_CLIP_SECONDS = 1.0
+"""Clips shorter than this are refused: PESQ needs a quarter of a second of speech, and a few
+frames say little about a codec."""
 METRICS = ("pesq_wb", "stoi", "estoi", "dnsmos_ovrl", "dnsmos_p808")
 """Per-clip quality metrics, in report order; the DNSMOS ones need `speechmos`."""
 DNSMOS_METRICS = ("dnsmos_ovrl", "dnsmos_p808")
@@ -198,17 +202,17 @@ def select_conditions(
         conditions += _available_lyra_conditions(args.lyra_models, args.lyra_kbps)
     if not conditions:
         raise SystemExit("error: no codec left to run")
+    return check_bitrates(conditions)
+
+
+def check_bitrates(conditions: list[Condition]) -> list[Condition]:
+    """`conditions`, once each codec has taken its bitrate; else exit with the codec's message."""
     for condition in conditions:
-        _check_bitrate(condition)
+        try:
+            condition.new_encoder()
+        except ValueError as error:
+            raise SystemExit(f"error: {condition.label}: {error}") from None
     return conditions
-
-
-def _check_bitrate(condition: Condition) -> None:
-    """Exit with the codec's own message if it does not take `condition.kbps`."""
-    try:
-        condition.new_encoder()
-    except ValueError as error:
-        raise SystemExit(f"error: {condition.label}: {error}") from None
 
 
 def load_rtcodec(weights: Path | None, untrained: bool, hint: str) -> rtcodec.codec.Codec:
@@ -338,9 +342,37 @@ def dev_files(data: Path, max_files: int | None) -> list[Path]:
 
 
 def read_clip(path: Path, max_seconds: float | None) -> np.ndarray:
-    """float32 [samples] at SAMPLE_RATE, cut to its first `max_seconds`."""
-    audio = read_audio(path)
-    return audio if max_seconds is None else audio[: round(max_seconds * SAMPLE_RATE)]
+    """float32 [samples] at SAMPLE_RATE, cut to its first `max_seconds`. Exits naming the file if
+    it cannot be read or gives less than MIN_CLIP_SECONDS: every codec is scored on every file."""
+    try:
+        audio = read_audio(path)
+    except AudioError as error:
+        raise SystemExit(f"error: {error}") from None
+    clip = audio if max_seconds is None else audio[: round(max_seconds * SAMPLE_RATE)]
+    if len(clip) < MIN_CLIP_SECONDS * SAMPLE_RATE:
+        raise SystemExit(f"error: '{path}' gives {len(clip) / SAMPLE_RATE:.2f} s of audio; each file "
+                         f"must give at least {MIN_CLIP_SECONDS:g} s (see --max-seconds)")
+    return clip
+
+
+def _checked(convert: Callable[[str], Any], accept: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
+    """An argparse `type` that converts, then refuses values outside `accept` with `what`."""
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'")
+        return value
+
+    return parse
+
+
+positive_int = _checked(int, lambda value: value > 0, "a whole number > 0")
+non_negative_int = _checked(int, lambda value: value >= 0, "a whole number >= 0")
+positive_number = _checked(float, lambda value: math.isfinite(value) and value > 0, "a finite number > 0")
+non_negative_number = _checked(float, lambda value: math.isfinite(value) and value >= 0, "a finite number >= 0")
 
 
 class Dnsmos:

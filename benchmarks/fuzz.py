@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the shared harness
 
-from common import BENCHMARKS_DIR, DEFAULT_OUT, use_one_thread
+from common import BENCHMARKS_DIR, DEFAULT_OUT, non_negative_int, positive_int, use_one_thread
 from fuzzing import (
     FUZZED_MODEL,
     CountingDecoder,
@@ -67,10 +67,10 @@ Entry = dict[str, Any]
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--packets", type=int, default=DEFAULT_PACKETS, help="messages per codec")
-    parser.add_argument("--atheris-runs", type=int, default=DEFAULT_PACKETS,
+    parser.add_argument("--packets", type=positive_int, default=DEFAULT_PACKETS, help="messages per codec")
+    parser.add_argument("--atheris-runs", type=non_negative_int, default=DEFAULT_PACKETS,
                         help="libFuzzer inputs (0: no atheris run)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     return parser.parse_args(argv)
 

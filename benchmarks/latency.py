@@ -58,12 +58,16 @@ from common import (
     LyraStreamEncoder,
     Streamer,
     add_codec_arguments,
+    check_bitrates,
     load_rtcodec,
     markdown_table,
     models_line,
     new_figure,
+    non_negative_number,
     number,
     opus_conditions,
+    positive_int,
+    positive_number,
     rtcodec_conditions,
     select_conditions,
     use_one_thread,
@@ -134,21 +138,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(--frames and --call-seconds still override it)",
     )
     parser.add_argument(
-        "--frames", type=int, metavar="N",
+        "--frames", type=positive_int, metavar="N",
         help=f"frames timed per compute condition after {WARMUP_FRAMES} warm-up frames "
         f"(default: {DEFAULT_FRAMES})",
     )
     parser.add_argument(
-        "--call-seconds", type=float, metavar="S",
+        "--call-seconds", type=positive_number, metavar="S",
         help=f"seconds of speech each call sends (default: {DEFAULT_CALL_SECONDS:g})",
     )
     parser.add_argument(
-        "--jitter", nargs="*", type=float, default=list(JITTER_MS), metavar="MS",
+        "--jitter", nargs="*", type=positive_number, default=list(JITTER_MS), metavar="MS",
         help="jitter standard deviations of the relayed calls, besides plain loopback "
         f"(default: {' '.join(f'{ms:g}' for ms in JITTER_MS)}; none: loopback only)",
     )
     parser.add_argument(
-        "--base-delay", type=float, default=BASE_DELAY_MS, metavar="MS",
+        "--base-delay", type=non_negative_number, default=BASE_DELAY_MS, metavar="MS",
         help=f"one-way base delay of the relay under its jitter (default: {BASE_DELAY_MS:g})",
     )
     add_codec_arguments(parser, RATES, allow_untrained=True)
@@ -157,12 +161,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.frames = QUICK_FRAMES if args.quick else DEFAULT_FRAMES
     if args.call_seconds is None:
         args.call_seconds = QUICK_CALL_SECONDS if args.quick else DEFAULT_CALL_SECONDS
-    if args.frames < 1:
-        parser.error("--frames must be at least 1")
     if not args.call_seconds >= FRAME_SECONDS:
         parser.error(f"--call-seconds must be at least one frame ({FRAME_SECONDS:g} s)")
-    if any(not ms > 0 for ms in args.jitter) or args.base_delay < 0:
-        parser.error("--jitter values must be > 0 ms and --base-delay >= 0 ms")
     return args
 
 
@@ -208,7 +208,7 @@ def compute_conditions(args: argparse.Namespace, codec: Codec | None) -> list[Co
     if codec is None:
         return conditions
     last_rtcodec = max(i for i, condition in enumerate(conditions) if condition.codec == "rtcodec")
-    reference = rtcodec_conditions(codec, [REFERENCE_KBPS], fast=False)
+    reference = check_bitrates(rtcodec_conditions(codec, [REFERENCE_KBPS], fast=False))
     return conditions[: last_rtcodec + 1] + reference + conditions[last_rtcodec + 1 :]
 
 
@@ -219,7 +219,7 @@ def call_conditions(args: argparse.Namespace, codec: Codec | None) -> list[Condi
         calls += rtcodec_conditions(codec, [CALL_KBPS["rtcodec"]])
     if "opus" in args.codecs:
         calls += opus_conditions([CALL_KBPS["opus"]])
-    return calls
+    return check_bitrates(calls)
 
 
 def first_of_each_codec(conditions: Sequence[Condition]) -> list[Condition]:

@@ -40,8 +40,10 @@ from common import (
     load_rtcodec,
     markdown_table,
     new_figure,
+    non_negative_int,
     number,
     opus_conditions,
+    positive_number,
     read_clip,
     rtcodec_conditions,
     use_one_thread,
@@ -100,7 +102,7 @@ Entry = dict[str, Any]
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--minutes", type=float, metavar="M",
+    parser.add_argument("--minutes", type=positive_number, metavar="M",
                         help=f"simulated call length (default: {MINUTES:g}; "
                              f"{QUICK_MINUTES:g} with --quick)")
     parser.add_argument("--quick", action="store_true",
@@ -119,7 +121,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--audio", type=Path, metavar="DIR",
                         help="speech folder to loop, e.g. ../shared/data/dev (default: the "
                              "built-in speech)")
-    parser.add_argument("--seed", type=int, default=SEED, help="seed of the network")
+    parser.add_argument("--seed", type=non_negative_int, default=SEED, help="seed of the network")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
                         help=f"results folder (default: {DEFAULT_OUT})")
     args = parser.parse_args(argv)

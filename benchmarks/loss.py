@@ -44,7 +44,11 @@ from common import (
     markdown_table,
     mean,
     new_figure,
+    non_negative_int,
+    non_negative_number,
     number,
+    positive_int,
+    positive_number,
     read_clip,
     use_one_thread,
     write_results,
@@ -145,8 +149,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR",
                         help=f"speech folder, searched recursively (default: {DEFAULT_DATA})")
-    parser.add_argument("--max-files", type=int, metavar="N", help="use at most N files")
-    parser.add_argument("--max-seconds", type=float, metavar="S",
+    parser.add_argument("--max-files", type=positive_int, metavar="N", help="use at most N files")
+    parser.add_argument("--max-seconds", type=positive_number, metavar="S",
                         help="use the first S seconds of each file")
     parser.add_argument("--codecs", nargs="+", choices=("rtcodec", "opus"),
                         default=["rtcodec", "opus"])
@@ -168,9 +172,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="rtcodec redundant frames per packet, besides none (default: 1 2)")
     parser.add_argument("--opus-kbps", nargs="+", type=float, default=list(OPUS_KBPS),
                         metavar="KBPS", help="Opus bitrates (default: 9 16 24)")
-    parser.add_argument("--playout-delay", type=float, default=PLAYOUT_DELAY_MS, metavar="MS",
+    parser.add_argument("--playout-delay", type=non_negative_number, default=PLAYOUT_DELAY_MS, metavar="MS",
                         help=f"fixed playout delay (default: {PLAYOUT_DELAY_MS:g})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the loss patterns")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the loss patterns")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
                         help=f"results folder (default: {DEFAULT_OUT})")
     args = parser.parse_args(argv)
@@ -224,6 +228,7 @@ def conditions(args: argparse.Namespace) -> list[LossCondition]:
     if "opus" in args.codecs:
         version = opuslib.api.info.get_version_string().decode()
         for kbps in args.opus_kbps:
+            OpusStreamEncoder(kbps)  # a bitrate that libopus does not take is refused here
             chosen.append(LossCondition(
                 f"opus {kbps:g} kbps PLC", "opus", kbps, version,
                 lambda loss, kbps=kbps: OpusStreamEncoder(kbps), OpusStreamDecoder,
@@ -245,7 +250,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     use_one_thread()
     files = dev_files(args.data, args.max_files)
-    chosen = conditions(args)
+    try:
+        chosen = conditions(args)
+    except ValueError as error:  # a bitrate or a redundancy that the codec does not take
+        raise SystemExit(f"error: {error}") from None
     grid = list(dict.fromkeys(args.points)) if args.points else points(args.losses, args.patterns)
     plcmos = load_plcmos()
     playout = FixedPlayout(args.playout_delay)

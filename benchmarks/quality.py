@@ -37,6 +37,8 @@ from common import (
     new_figure,
     non_intrusive_metrics,
     number,
+    positive_int,
+    positive_number,
     quality_metrics,
     read_clip,
     select_conditions,
@@ -72,9 +74,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--data", type=Path, default=DEFAULT_DATA, metavar="DIR",
         help=f"speech folder, searched recursively (default: {DEFAULT_DATA})",
     )
-    parser.add_argument("--max-files", type=int, metavar="N", help="use at most N files")
+    parser.add_argument("--max-files", type=positive_int, metavar="N", help="use at most N files")
     parser.add_argument(
-        "--max-seconds", type=float, metavar="S", help="use the first S seconds of each file"
+        "--max-seconds", type=positive_number, metavar="S", help="use the first S seconds of each file"
     )
     add_codec_arguments(parser, RATES, allow_untrained=False)
     return parser.parse_args(argv)

@@ -47,10 +47,24 @@ def read_run(folder: Path) -> Run:
     log = folder / LOG_FILE
     if not log.is_file():
         raise SystemExit(f"error: {log} does not exist: pass the --run-dir of an `rtcodec train` run")
-    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    records = _records(log)
     evaluations = sorted((r for r in records if "eval" in r), key=lambda r: r["step"])
     losses = sorted((r for r in records if "losses" in r), key=lambda r: r["step"])
     return Run(folder.name, evaluations, losses)
+
+
+def _records(log: Path) -> list[dict[str, Any]]:
+    """The JSON records of `log`, NaN and infinities read as None. A half-written last line (a run
+    that is still training) is left out; any other bad line stops with its line number."""
+    lines = [(index, line) for index, line in enumerate(log.read_text().splitlines(), 1) if line.strip()]
+    records = []
+    for position, (line_number, line) in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line, parse_constant=lambda _: None))
+        except json.JSONDecodeError:
+            if position < len(lines):
+                raise SystemExit(f"error: {log}:{line_number} is not a JSON record") from None
+    return records
 
 
 def bitrates(runs: Sequence[Run]) -> list[str]:

@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from rtcodec.audio import write_wav
 from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE, CodecConfig
 from rtcodec.model import NeuralCodec
 from rtcodec.opus import OpusStreamEncoder
@@ -120,6 +122,41 @@ def test_quality_without_data_says_so(tmp_path: Path) -> None:
     assert "no speech data" in result.stderr
 
 
+@pytest.mark.parametrize(("script", "option", "value"), [
+    ("quality.py", "--max-files", "0"), ("quality.py", "--max-seconds", "0"),
+    ("loss.py", "--max-seconds", "inf"), ("latency.py", "--jitter", "inf"),
+    ("longcall.py", "--seed", "-1"), ("fuzz.py", "--packets", "-5"),
+])
+def test_an_out_of_range_option_is_a_usage_error(script: str, option: str, value: str, tmp_path: Path) -> None:
+    result = run_benchmark(script, option, value, "--out", tmp_path)
+    assert result.returncode == 2 and f"argument {option}: expected" in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("content", "message"), [(b"RIFF junk", "cannot read"), (None, "gives 0.50 s of audio")])
+def test_a_file_that_cannot_be_scored_stops_the_run_naming_it(
+    tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    data, bad = tmp_path / "data", tmp_path / "data" / "bad.wav"
+    data.mkdir()
+    if content is None:
+        write_wav(bad, np.zeros(SAMPLE_RATE // 2, dtype=np.float32))
+    else:
+        bad.write_bytes(content)
+    result = run_benchmark("quality.py", "--data", data, "--codecs", "opus", "--out", tmp_path / "out")
+    assert result.returncode == 1 and message in result.stderr and str(bad) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_latency_refuses_a_model_without_its_reference_bitrate(tmp_path: Path) -> None:
+    weights = tmp_path / "weights"
+    NeuralCodec(CodecConfig(channels=4, latent_dim=32, bottleneck_hidden=32, num_codebooks=4)).save(weights)
+    result = run_benchmark("latency.py", "--quick", "--codecs", "rtcodec", "--rtcodec-kbps", "1",
+                           "--weights", weights, "--out", tmp_path / "out")
+    assert result.returncode == 1 and "error: rtcodec 6 kbps" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_longcall_writes_results(tiny_weights: Path, tmp_path: Path) -> None:
     """--quick, made shorter still: both drifts run, RSS is read at every checkpoint, and the
     buffer corrects in the direction of the drift."""
@@ -162,6 +199,18 @@ def test_training_curves_read_the_trainer_logs(tmp_path: Path) -> None:
     assert [[e["step"] for e in run["evaluations"]] for run in data["runs"]] == [[99], [199]]
     assert "| second | 199 | 0.700 | 2.100 |" in (out / "training.md").read_text()
     assert (out / "training.png").stat().st_size > 0
+
+
+def test_training_curves_read_a_log_that_is_still_being_written(tmp_path: Path) -> None:
+    records = ['{"step": 50, "losses": {"mel": 3.0}}', '{"step": 99, "eval": {"pesq@3": NaN, "stoi@3": 0.6}}',
+               '{"step": 100, "losses": {"mel": 2.']  # NaN as json.dumps writes it; a half-written line
+    (tmp_path / "log.jsonl").write_text("\n".join(records))
+    assert_succeeded(run_benchmark("training.py", tmp_path, "--out", tmp_path / "out"))
+    data = json.loads((tmp_path / "out" / "training.json").read_text())
+    assert data["runs"][0]["evaluations"] == [{"step": 99, "eval": {"pesq@3": None, "stoi@3": 0.6}}]
+    (tmp_path / "log.jsonl").write_text("\n".join([records[2], *records[:2]]))
+    result = run_benchmark("training.py", tmp_path, "--out", tmp_path / "out")
+    assert result.returncode == 1 and "log.jsonl:1 is not a JSON record" in result.stderr
 
 
 def test_training_curves_name_a_folder_without_a_log(tmp_path: Path) -> None:
