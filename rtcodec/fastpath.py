@@ -27,8 +27,8 @@ default model, of which a frame reads 24 rows). Folding project_in into the code
 [1024, latent] per stage, is ~5x slower and reads those 24 MB every frame. Decoding gathers the
 normalised entries of the k stages and applies all their project_outs as one mat-vec.
 
-Results equal the reference up to float rounding (summation order): audio within 1e-4, and the
-same codes except where two entries tie to ~1e-5 in cosine (the tolerances the tests hold it to). `FastEncoderCore` /
+Results equal the reference up to float rounding (summation order): audio within 1e-5, and the
+same codes except where two entries tie to ~1e-5 in cosine (the tests' tolerances). `FastEncoderCore` /
 `FastDecoderCore` are the cores that `rtcodec.codec.Codec` streams run on by default. Numpy's
 BLAS follows OMP_NUM_THREADS / OPENBLAS_NUM_THREADS, not `torch.set_num_threads`.
 """

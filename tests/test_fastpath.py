@@ -1,5 +1,5 @@
 """The fast streaming path (rtcodec.fastpath) against the reference PyTorch path (rtcodec.codec):
-the same packets and the same audio within 1e-4, through bitrate switches, lost frames and
+the same packets and the same audio within 1e-5, through bitrate switches, lost frames and
 redundancy, on small, unusual and default configs."""
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from rtcodec.model import NeuralCodec
 from rtcodec.quantization import ABSENT
 from rtcodec.streaming import streaming
 
-AUDIO_TOLERANCE = 1e-4
+AUDIO_TOLERANCE = 1e-5
+"""Measured worst: 6e-7 (the default config); float rounding only."""
 TIE_TOLERANCE = 1e-5
 """A code may differ from the reference only where the reference's own cosine scores of the two
 entries are this close: float rounding (summation order) decides such ties either way."""
@@ -88,6 +89,17 @@ def _differs_at_tie(model: NeuralCodec, latent: torch.Tensor, expected: np.ndarr
     return True
 
 
+def _vary_constant_parameters(model: NeuralCodec) -> None:
+    """Give every parameter that starts as one value repeated (the lost-frame embedding, norms'
+    weights and biases, layer scales) random values around it, as training does: a fast path
+    that ignored one of them would still match an untrained model."""
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.unique().numel() == 1:
+                parameter.add_(0.3 * torch.randn(parameter.shape, generator=generator))
+
+
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_fast_stream_matches_reference(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Encode with random per-packet bitrate switches and redundancy, then decode the reference's
@@ -95,8 +107,7 @@ def test_fast_stream_matches_reference(name: str, monkeypatch: pytest.MonkeyPatc
     one after it, some concealed."""
     rates = RATES[name]
     model = untrained(CONFIGS[name], seed=1).model
-    with torch.no_grad():
-        model.lost_embedding.normal_()  # trained, it is not zero
+    _vary_constant_parameters(model)
     latents = _record_latents(model, monkeypatch)
     rng = np.random.default_rng(0)
     reference = _encoder(model, rates[-1], fast=False, redundancy=REDUNDANCY)
@@ -137,7 +148,7 @@ def test_fast_stream_matches_reference(name: str, monkeypatch: pytest.MonkeyPatc
         assert got_audio.dtype == np.float32 and got_audio.shape == (FRAME_SAMPLES,)
         worst = max(worst, float(np.abs(got_audio - expected_audio).max()))
     assert lost > 0
-    assert worst <= AUDIO_TOLERANCE
+    assert worst <= AUDIO_TOLERANCE, worst
 
 
 @torch.inference_mode()
@@ -188,8 +199,9 @@ def test_packets_the_model_cannot_decode_are_concealed_and_counted() -> None:
         assert decoder.corrupt_packets == 2 and concealing.corrupt_packets == 0
 
 
-def test_weights_are_frozen_at_construction() -> None:
-    model = untrained(CONFIGS["small"]).model
+@pytest.mark.parametrize("name", ["small", "spectral"])
+def test_weights_are_frozen_at_construction(name: str) -> None:
+    model = untrained(CONFIGS[name]).model
     original = copy.deepcopy(model)
     fast_encoder, fast_decoder = _encoder(model, 6.0, fast=True), _decoder(model, fast=True)
     with torch.no_grad():

@@ -30,9 +30,15 @@ def test_round_trip_is_exact(tmp_path: Path) -> None:
         assert torch.equal(tensor, loaded.state_dict()[name])
 
 
+def _stored_float_dtypes(folder: Path) -> set[torch.dtype]:
+    """The dtypes of the floating-point tensors in folder's weights file, as stored."""
+    return {tensor.dtype for tensor in load_file(str(folder / WEIGHTS_FILE)).values() if tensor.is_floating_point()}
+
+
 def test_fp16_release_loads_as_fp32(tmp_path: Path) -> None:
     model = NeuralCodec(SMALL)
     model.save(tmp_path, dtype=torch.float16)
+    assert _stored_float_dtypes(tmp_path) == {torch.float16}
     loaded = NeuralCodec.load(tmp_path)
     for name, tensor in model.state_dict().items():
         restored = loaded.state_dict()[name]
@@ -126,6 +132,7 @@ def test_weights_that_overflow_the_release_precision_are_not_saved(tmp_path: Pat
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
 def test_any_floating_point_precision_loads(tmp_path: Path, dtype: torch.dtype) -> None:
     NeuralCodec(SMALL).save(tmp_path, dtype=dtype)
+    assert _stored_float_dtypes(tmp_path) == {dtype}
     loaded = NeuralCodec.load(tmp_path).state_dict().values()
     assert {t.dtype for t in loaded if t.is_floating_point()} == {torch.float32}
 

@@ -46,13 +46,24 @@ def _random_chunks(total: int, granularity: int, rng: np.random.Generator) -> li
     return sizes
 
 
+def _ragged_chunks(total: int, unit: int, rng: np.random.Generator) -> list[int]:
+    """Sizes of 1 to 2 * unit - 1 samples: most chunks end inside a stride (or a frame)."""
+    sizes, left = [], total
+    while left > 0:
+        sizes.append(min(left, int(rng.integers(1, 2 * unit))))
+        left -= sizes[-1]
+    return sizes
+
+
 @pytest.mark.parametrize("name", list(_layers()))
-@pytest.mark.parametrize("chunking", ["one_unit", "random"])
+@pytest.mark.parametrize("chunking", ["one_unit", "random", "ragged"])
 def test_streamed_equals_offline(name: str, chunking: str) -> None:
     layer, channels, unit = _layers()[name]
     x = torch.randn(2, channels, unit * 12)
     rng = np.random.default_rng(1)
-    sizes = [unit] * 12 if chunking == "one_unit" else _random_chunks(x.shape[-1], unit, rng)
+    chunkings = {"one_unit": lambda: [unit] * 12, "random": lambda: _random_chunks(x.shape[-1], unit, rng),
+                 "ragged": lambda: _ragged_chunks(x.shape[-1], unit, rng)}
+    sizes = chunkings[chunking]()
     with torch.no_grad():
         offline = layer(x)
         with streaming(layer, batch_size=2):
@@ -161,11 +172,25 @@ def test_redundancy_follows_a_bitrate_change() -> None:
     assert [len(p.redundancy[0]) for p in packets[1:]] == [6]
 
 
-def test_lost_frame_marker_decodes_to_bounded_audio() -> None:
-    codec = untrained(SMALL)
-    decoder = codec.stream_decoder()
-    out = decoder.push(None)
-    assert out.shape == (FRAME_SAMPLES,) and np.isfinite(out).all() and np.abs(out).max() <= 1.0
+@pytest.mark.parametrize("config", [SMALL, SPECTRAL], ids=["seanet", "spectral"])
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "reference"])
+def test_lost_frames_stream_as_the_offline_decode_with_the_lost_marker(config: CodecConfig, fast: bool) -> None:
+    codec = untrained(config)
+    with torch.no_grad():
+        codec.model.lost_embedding.normal_()  # trained, it is not zero
+    audio = _speechlike(0.2)
+    encoder, decoder = codec.stream_encoder(6.0), codec.stream_decoder(fast=fast)
+    packets = [Packet.parse(encoder.push(frame)) for frame in audio.reshape(-1, FRAME_SAMPLES)]
+    lost = [index in (2, 3, 6) for index in range(len(packets))]
+    pushed = [None if gone else packet for packet, gone in zip(packets, lost, strict=True)]
+    streamed = np.concatenate([decoder.push(packet) for packet in pushed])
+    codes = torch.from_numpy(np.stack([packet.codes for packet in packets], axis=-1))[None]
+    with torch.no_grad():
+        offline = codec.model.decode(codes, lost=torch.tensor([lost])).flatten().numpy()
+        received = codec.model.decode(codes).flatten().numpy()
+    assert np.abs(streamed - np.clip(offline, -1, 1)).max() <= TOLERANCE
+    from_codes = received[2 * FRAME_SAMPLES : 4 * FRAME_SAMPLES]  # what the lost packets would have given
+    assert np.abs(streamed[2 * FRAME_SAMPLES : 4 * FRAME_SAMPLES] - from_codes).max() > 100 * TOLERANCE
 
 
 def _redundant_stream(redundancy: int) -> list[Packet]:

@@ -3,6 +3,7 @@ Opus FEC, with Opus and with an untrained tiny rtcodec; plus `rtcodec simulate`.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +102,8 @@ def test_adaptive_playout_accounts_for_every_frame_sent(speech: np.ndarray) -> N
         fates = [link.send(index * 0.02, 50) for index in range(FRAMES)]
         first_arrived = next(index for index, copies in enumerate(fates) if copies)
     assert stats.frames_played - stats.stretched + stats.skipped == FRAMES - first_arrived
-    assert stats.concealed >= stats.lost - first_arrived
+    # Concealed: the frames missing at playout (lost, or late), unless skipped, and held ticks.
+    assert stats.lost - first_arrived <= stats.concealed <= stats.lost - first_arrived + stats.late + stats.stretched
 
 
 def test_duplicates_are_dropped_and_counted(speech: np.ndarray) -> None:
@@ -265,7 +267,9 @@ def test_cli_simulate_opus_with_fec(
     printed = capsys.readouterr().out
     audio, rate = soundfile.read(out, dtype="float32")
     assert rate == 16000 and len(audio) % FRAME_SAMPLES == 0 and np.abs(audio).max() > 0.01
-    assert f"sent {FRAMES} packets" in printed and "recovered by FEC" in printed
+    assert f"sent {FRAMES} packets" in printed
+    recovered = re.search(r"recovered by FEC (\d+)", printed)
+    assert recovered and int(recovered.group(1)) > 0, printed  # 24 kbps leaves libopus room for FEC
     assert "GilbertElliott(rate=0.1, mean_burst=2.0)" in printed
     assert main(arguments) == 0
     assert capsys.readouterr().out == printed  # the same seed: the same statistics

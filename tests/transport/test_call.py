@@ -79,7 +79,8 @@ def test_a_peer_that_disconnects_mid_call_ends_the_call_with_a_complete_file(
         callee = Session(callee_peer, sink=WavFileSink(output), decoder=OpusStreamDecoder())
         caller_task = asyncio.create_task(caller.run())
         callee_task = asyncio.create_task(callee.run())
-        await asyncio.sleep(1.0)
+        while callee.stats().packets_received < 10:  # however long the set-up takes
+            await asyncio.sleep(0.02)
         await caller_peer.close()  # gone mid-call, without a bye
         stats = await asyncio.wait_for(callee_task, timeout=5.0)
         await caller_task
@@ -113,7 +114,7 @@ def test_a_peer_that_falls_silent_ends_the_call_after_the_timeout() -> None:
         assert stats.end_reason == "nothing from the peer for 0.5 s"
         return loop.time() - silent_since
 
-    assert asyncio.run(call()) < 2.0
+    assert asyncio.run(call()) < 5.0  # 0.5 s, plus whatever a loaded machine adds
     assert sink.closed and sink.frames
 
 
@@ -182,4 +183,4 @@ def test_hostile_messages_are_rejected_without_ending_the_call() -> None:
     stats = asyncio.run(call())
     assert stats.rejected == 3
     assert stats.end_reason == "the peer hung up"
-    assert stats.packets_received >= 15
+    assert stats.packets_received == 20  # loopback loses nothing, even unreliable
