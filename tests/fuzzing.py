@@ -142,10 +142,11 @@ def _random_codes(rng: random.Random, count: int) -> np.ndarray:
 
 
 class OpusPackets:
-    """Real Opus packets (speech at 16 kbps with in-band FEC), their payloads reused in turn."""
+    """Real Opus packets (speech at 24 kbps with in-band FEC, which libopus codes at this rate
+    and not at 16 kbps), their payloads reused in turn."""
 
     def __init__(self, seconds: float = 2.0) -> None:
-        encoder = OpusStreamEncoder(16.0, fec=True, packet_loss_perc=10)
+        encoder = OpusStreamEncoder(24.0, fec=True, packet_loss_perc=10)
         speech = default_speech(seconds).audio
         self._payloads = [Packet.parse(encoder.push(frame)).opus for frame in frames(speech)]
 

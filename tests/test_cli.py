@@ -8,24 +8,26 @@ import sys
 import tracemalloc
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
 import soundfile
 
+import rtcodec
 from rtcodec import cli
+from rtcodec.audio import frames, read_audio
 from rtcodec.bitstream import (
     HEADER_BYTES,
     RTC_FORMAT_VERSION,
     RTC_MAGIC,
     Packet,
     RtcHeader,
-    packed_size,
     read_rtc,
     write_rtc,
 )
 from rtcodec.cli import main
-from rtcodec.config import FRAME_RATE, FRAME_SAMPLES, SAMPLE_RATE, CodecConfig, codebooks_for_kbps
+from rtcodec.config import FRAME_RATE, FRAME_SAMPLES, SAMPLE_RATE, CodecConfig
 from rtcodec.model import CONFIG_FILE, NeuralCodec
 
 SMALL = CodecConfig(channels=4, latent_dim=32, bottleneck_hidden=32, model_id="tiny-test")
@@ -62,9 +64,13 @@ def test_round_trip(tmp_path: Path, weights: Path, rate: int, channels: int, suf
     _write_input(source, rate, channels)
     assert main(["encode", str(source), str(packed), "--kbps", "6", "--weights", str(weights)]) == 0
     assert main(["decode", str(packed), str(decoded), "--weights", str(weights)]) == 0
-    audio, out_rate = soundfile.read(decoded)
+    audio, out_rate = soundfile.read(decoded, dtype="float32")
     assert out_rate == SAMPLE_RATE and audio.ndim == 1
     assert len(audio) == int(np.ceil(SAMPLE_RATE / FRAME_SAMPLES)) * FRAME_SAMPLES
+    codec = rtcodec.load(weights)  # the same stream, in process: the file holds what it decodes to
+    encoder, decoder = codec.stream_encoder(6.0), codec.stream_decoder()
+    expected = np.concatenate([decoder.push(Packet.parse(encoder.push(frame))) for frame in frames(read_audio(source))])
+    assert np.abs(audio - expected).max() <= 1 / 32768 and np.abs(expected).max() > 0.01
 
 
 @pytest.mark.parametrize(("codec", "kbps"), [("rtcodec", 6.0), ("rtcodec", 1.5), ("opus", 12.0)])
@@ -76,10 +82,8 @@ def test_rtc_size_matches_bitrate(tmp_path: Path, weights: Path, codec: str, kbp
     header, packets = read_rtc(packed)
     payload = sum(len(p) - HEADER_BYTES for p in packets)
     seconds = len(packets) / FRAME_RATE
-    if codec == "rtcodec":
-        codes_per_frame = codebooks_for_kbps(kbps)
-        assert payload == packed_size(codes_per_frame) * len(packets)  # codes padded to whole bytes
-        assert kbps != 6.0 or payload == 750 * seconds
+    if codec == "rtcodec":  # 10-bit codes, padded to whole bytes: 12 codes in 15 bytes, 3 in 4
+        assert payload == {6.0: 750, 1.5: 200}[kbps] * seconds
     else:
         assert 0.5 * kbps * 1000 / 8 * seconds < payload < 1.2 * kbps * 1000 / 8 * seconds
     assert header.model_id == ("opus" if codec == "opus" else "tiny-test")
@@ -148,10 +152,17 @@ def test_broken_weights_are_a_one_line_error(tmp_path: Path, weights: Path,
 
 @pytest.mark.parametrize("command", ["encode", "decode"])
 def test_an_output_that_cannot_be_written_is_refused_before_the_work(
-    tmp_path: Path, weights: Path, good_rtc: Path, command: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, weights: Path, good_rtc: Path, command: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     source = tmp_path / "in.wav"
     _write_input(source, SAMPLE_RATE, 1)
+
+    def work(*args: object) -> NoReturn:
+        raise AssertionError("the input was read before the output was checked")
+
+    monkeypatch.setattr(cli, "read_audio", work)
+    monkeypatch.setattr(cli, "read_rtc", work)
     inputs = {"encode": [str(source)], "decode": [str(good_rtc)]}[command]
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -183,17 +194,19 @@ def test_a_bitrate_that_is_not_a_number_is_a_one_line_usage_error(
     assert error == "rtcodec encode: error: argument --kbps: invalid float value: 'fast' (see rtcodec encode -h)\n"
 
 
-@pytest.mark.parametrize("options", [["--codec", "opus", "--kbps", "3"], ["--kbps", "5.2"],
-                                     ["--codec", "opus", "--redundancy", "1"], ["--fec"],
-                                     ["--codec", "opus", "--fec", "--expected-loss", "101"],
-                                     ["--input", "missing.wav"]])
+@pytest.mark.parametrize(("options", "error"), [
+    (["--codec", "opus", "--kbps", "3"], "Opus bitrate"), (["--kbps", "5.2"], "unsupported bitrate"),
+    (["--codec", "opus", "--redundancy", "1"], "--redundancy is for rtcodec"), (["--fec"], "--fec is for Opus"),
+    (["--codec", "opus", "--fec", "--expected-loss", "101"], "packet_loss_perc"),
+    (["--input", "missing.wav"], "cannot read 'missing.wav'"),
+])
 def test_a_demo_with_bad_settings_writes_nothing(
-    tmp_path: Path, weights: Path, options: list[str], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, weights: Path, options: list[str], error: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     argv = ["demo", "--out", str(out_dir / "demo"), "--weights", str(weights), *options]
-    assert_fails_cleanly(argv, capsys, out_dir)
+    assert_fails_cleanly(argv, capsys, out_dir, match=error)
 
 
 @pytest.mark.parametrize(("options", "error"), [

@@ -4,6 +4,7 @@ campaign."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -72,12 +73,30 @@ def hostile_stream(codec: str, makers: dict[str, PacketMaker], rng: random.Rando
 def test_mutated_packets_parse_canonically_or_raise_packet_error(
     makers: dict[str, PacketMaker], codec: str, seq: int, rng: random.Random
 ) -> None:
-    data = mutate(makers[codec](seq, rng), rng)
+    original = makers[codec](seq, rng)
+    assert Packet.parse(original).to_bytes() == original
+    data = mutate(original, rng)
     try:
         packet = Packet.parse(data)
     except PacketError:
         return
     assert packet.to_bytes() == data
+
+
+@pytest.mark.parametrize(("codec", "floor"), [("rtcodec", 0.06), ("opus", 0.25)])
+def test_the_parser_accepts_the_mutated_packets_that_are_still_well_formed(
+    makers: dict[str, PacketMaker], codec: str, floor: float
+) -> None:
+    """A parser that refused too much would pass the test above: here a fixed stream of mutated
+    packets must parse at about its measured rate (12.6 % for rtcodec, 49 % for Opus; floors at
+    half), rtcodec's with redundancy among them."""
+    rng = random.Random(0)
+    parsed = []
+    for seq in range(3000):
+        with contextlib.suppress(PacketError):
+            parsed.append(Packet.parse(mutate(makers[codec](seq, rng), rng)))
+    assert len(parsed) >= floor * 3000
+    assert codec == "opus" or any(packet.redundancy for packet in parsed)
 
 
 @pytest.mark.parametrize("codec", CODECS)
@@ -103,15 +122,23 @@ def test_a_hostile_stream_never_breaks_the_receive_path(
 def test_a_long_hostile_stream_reaches_every_counter(
     tiny_codec: Codec, makers: dict[str, PacketMaker], codec: str
 ) -> None:
+    """Some counters (overflow) need rare sequences of events: the stream goes on, 1,000 events at
+    a time, until every counter has moved, within 10,000 events (seed 3 takes 1,000 for Opus and
+    3,000 for rtcodec; seed 7 once never overflowed Opus's buffer in 10,000)."""
     receiver = receiver_for(codec, tiny_codec)
-    rng = random.Random(7)
-    for message, arrival in hostile_stream(codec, makers, rng).messages(random_events(rng, 2_000)):
-        receiver.arrive(message, arrival)
+    rng = random.Random(3)
+    stream = hostile_stream(codec, makers, rng)
     counters = receiver.jitter.counters
-    assert receiver.stats.frames > 1_000 and receiver.stats.rejected > 100
-    assert counters.duplicate > 0 and counters.late > 0 and counters.overflow > 0
-    assert counters.resyncs > 0 and counters.concealed > 0 and counters.outlier > 0
-    assert receiver.decoder.corrupt_packets > 0  # foreign packets, and for Opus mutated payloads
+    for _ in range(10):
+        for message, arrival in stream.messages(random_events(rng, 1_000)):
+            receiver.arrive(message, arrival)
+        reached = [counters.duplicate, counters.late, counters.overflow, counters.resyncs, counters.concealed,
+                   counters.outlier, receiver.decoder.corrupt_packets]  # corrupt: foreign, and mutated Opus
+        if all(reached):
+            break
+    assert all(reached), counters
+    stats = receiver.stats
+    assert stats.frames > stats.messages / 2 and stats.rejected > 0.05 * stats.messages
 
 
 def test_memory_stays_bounded_over_a_long_hostile_stream(

@@ -491,6 +491,7 @@ async def _meet(
     """Signalling for `role`: connect `peer` to the other side."""
     if role == "listen":
         async with await listen(host, port) as listener:
+            print(f"listening on {host}:{listener.port}; waiting for the caller", file=sys.stderr, flush=True)
             await listener.accept(peer, choice, token=token, on_refused=_report_stranger)
     elif role == "connect":
         await connect(peer, choice, host=host, port=port, token=token)

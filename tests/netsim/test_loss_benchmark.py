@@ -54,5 +54,6 @@ def test_loss_benchmark_writes_results(shared_data: Path, tiny_weights: Path, tm
     assert (out / "loss.png").read_bytes().startswith(b"\x89PNG")
     markdown = (out / "loss.md").read_text()
     assert "| rtcodec 6 kbps + redundancy 2 | 9.00 |" in markdown and "## Target" in markdown
+    assert sum(point["recovered"] for point in redundant["points"]) > 0
     rebuilt = [f"{point['recovered']} of {point['concealed']}" for point in redundant["points"][1:]]
     assert f"| rtcodec 6 kbps + redundancy 2 | {' | '.join(rebuilt)} |" in markdown

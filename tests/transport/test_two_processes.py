@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +16,6 @@ from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE
 from rtcodec.transport.signalling import BLOB_PREFIX
 
 SECONDS = 2.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _tone(frequency: float) -> np.ndarray:
@@ -38,12 +30,20 @@ def _call(role: str, address: str, side: str, tmp_path: Path) -> subprocess.Pope
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _listening_address(listener: subprocess.Popen[str]) -> str:
+    """The HOST:PORT that a `call --listen HOST:0` process says it bound, once it has."""
+    assert listener.stderr is not None
+    for line in listener.stderr:
+        if line.startswith("listening on "):
+            return line.split()[2].rstrip(";")
+    raise AssertionError(f"the listener exited without listening (status {listener.wait()})")
+
+
 def test_two_processes_call_each_other_and_both_hear_the_other(tmp_path: Path) -> None:
     write_wav(tmp_path / "a-in.wav", _tone(300))
     write_wav(tmp_path / "b-in.wav", _tone(500))
-    address = f"127.0.0.1:{_free_port()}"
-    listener = _call("listen", address, "a", tmp_path)
-    time.sleep(1.5)  # let it bind before the caller dials
+    listener = _call("listen", "127.0.0.1:0", "a", tmp_path)
+    address = _listening_address(listener)
     caller = _call("connect", address, "b", tmp_path)
     for process in (caller, listener):
         _, errors = process.communicate(timeout=60)
@@ -60,9 +60,8 @@ def test_two_processes_call_each_other_and_both_hear_the_other(tmp_path: Path) -
 def test_a_caller_with_the_wrong_token_is_refused_and_the_listener_waits_for_the_right_one(tmp_path: Path) -> None:
     write_wav(tmp_path / "a-in.wav", _tone(300))
     write_wav(tmp_path / "b-in.wav", _tone(500))
-    address = f"127.0.0.1:{_free_port()}"
-    listener = _call("listen", address, "a", tmp_path)
-    time.sleep(1.5)
+    listener = _call("listen", "127.0.0.1:0", "a", tmp_path)
+    address = _listening_address(listener)
     command = [sys.executable, "-m", "rtcodec.cli", "call", "--connect", address, "--token", "guess",
                "--codec", "opus", "--kbps", "16", "--input", str(tmp_path / "b-in.wav"),
                "--output", str(tmp_path / "x.wav")]
