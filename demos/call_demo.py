@@ -4,28 +4,18 @@ decoder -> WAV, with TCP signalling and a token, over real sockets on 127.0.0.1.
     python demos/call_demo.py                              # rtcodec at 6 kbps, built-in speech
     python demos/call_demo.py --codec opus --kbps 16 --input my.wav --out out/call
 
-Writes sent.wav, received.wav, stats.json and call.png into the output folder.
+It is `rtcodec demo` (every option of it: `--help`), with out/call_demo as its output folder:
+sent.wav, received.wav, stats.json and call.png.
 """
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
+import sys
 
-from rtcodec.codecs import CODEC_NAMES, CodecSpec
-from rtcodec.demo import run_demo
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--codec", choices=CODEC_NAMES, default="rtcodec")
-    parser.add_argument("--kbps", type=float, default=6.0)
-    parser.add_argument("--input", type=Path, help="audio file to send (default: built-in speech)")
-    parser.add_argument("--out", type=Path, default=Path("out/call_demo"), help="output folder")
-    args = parser.parse_args()
-    spec = CodecSpec(args.codec, args.kbps)
-    print(run_demo(args.out, spec.encoder, spec.decoder, input_path=args.input))
-
+from rtcodec.cli import main
 
 if __name__ == "__main__":
-    main()
+    arguments = sys.argv[1:]
+    if not any(argument == "--out" or argument.startswith("--out=") for argument in arguments):
+        arguments = ["--out", "out/call_demo", *arguments]
+    sys.exit(main(["demo", *arguments]))

@@ -25,7 +25,7 @@ import scipy.signal
 import soundfile
 
 from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE
-from rtcodec.fileio import atomic_path
+from rtcodec.fileio import atomic_path, check_output_path, replace_with, reserve_temporary
 
 if TYPE_CHECKING:
     import sounddevice
@@ -142,7 +142,7 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int = SAMPLE_RATE) -> n
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """Write float [samples] (clipped to [-1, 1]) as a 16-bit PCM mono WAV file, atomically:
     `path` either keeps its old content or gets the whole new file, never a partial one.
-    Written in blocks, so that no copy of a long `audio` is made."""
+    Written in blocks, so that no copy of a long float32 `audio` is made."""
     path = Path(path)
     audio = checked_mono(audio, f"cannot write '{path}'")
     with (
@@ -181,10 +181,10 @@ def default_speech(seconds: float | None = None) -> DefaultInput:
         raise ValueError(f"seconds must be positive, got {seconds}")
     try:
         speech = DefaultInput(_espeak_speech(), f'espeak-ng reading "{_PASSAGE}"')
-    except FileNotFoundError:
+    except (OSError, subprocess.SubprocessError, AudioError) as error:
+        reason = "is not installed" if isinstance(error, FileNotFoundError) else f"failed: {error}"
         speech = DefaultInput(
-            _synthetic_speech(_SYNTHETIC_SECONDS),
-            "synthetic speech-like signal (espeak-ng is not installed)",
+            _synthetic_speech(_SYNTHETIC_SECONDS), f"synthetic speech-like signal (espeak-ng {reason})"
         )
     if seconds is None:
         return speech
@@ -221,49 +221,64 @@ class FileSource(_ClosingContext):
 
 
 class WavFileSink(_ClosingContext):
-    """A FrameSink that collects frames and writes them to a 16-bit WAV file, atomically, on
-    `close()`; closing it at any point gives a complete, valid file of the frames so far. A sink
-    that never got a frame (a call that never connected) writes nothing, so that it leaves an
-    existing file as it was."""
+    """A FrameSink that writes frames to a 16-bit WAV file as they come, under a hidden temporary
+    name that replaces `path` on `close()`: closing it at any point gives a complete, valid file
+    of the frames so far, and a call of any length holds no audio in memory. A sink that never
+    got a frame (a call that never connected) writes nothing, so that it leaves an existing file
+    as it was. AudioError at once if `path` cannot be written."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if not self.path.parent.is_dir():
-            raise AudioError(f"cannot write '{self.path}': no such directory")
-        self._frames: list[np.ndarray] = []
+        try:
+            check_output_path(self.path)
+        except ValueError as error:
+            raise AudioError(str(error)) from None
+        self._temporary: Path | None = None
+        self._file: soundfile.SoundFile | None = None
         self._closed = False
 
     def write_frame(self, frame: np.ndarray) -> None:
         if self._closed:
             raise ValueError(f"cannot write to '{self.path}': the sink is closed")
-        self._frames.append(checked_frame(frame).copy())
+        samples = np.clip(checked_frame(frame), -1.0, 1.0)
+        if self._file is None:
+            self._temporary = reserve_temporary(self.path)
+            self._file = soundfile.SoundFile(self._temporary, "w", SAMPLE_RATE, 1, "PCM_16", format="WAV")
+        self._file.write(samples)
 
     def close(self) -> None:
-        if not self._closed and self._frames:
-            write_wav(self.path, np.array(self._frames, dtype=np.float32).reshape(-1))
+        if self._closed:
+            return
         self._closed = True
+        if self._file is not None and self._temporary is not None:
+            self._file.close()
+            replace_with(self._temporary, self.path)
 
 
 class MicrophoneSource(_ClosingContext):
     """A FrameSource that captures a sound device at SAMPLE_RATE, mono, one frame per callback.
 
+    The device is opened at once (AudioError when there is no usable input device), but captures
+    only from the first `read_frame` on: nothing said while a call is being set up is sent late.
     Frames wait in a bounded queue; when the reader falls `max_queued_frames` behind, the oldest
     frame is dropped (counted in `dropped_frames`) so that latency stays bounded.
-    Raises AudioError when there is no usable input device.
     """
 
     def __init__(self, device: Device = None, max_queued_frames: int = 10) -> None:
         self.dropped_frames = 0
+        self._device = device
         self._frames: _FrameQueue = queue.Queue(maxsize=max_queued_frames)
         with _device_errors("input", device) as sounddevice_module:
             self._stream: sounddevice.InputStream = sounddevice_module.InputStream(
                 device=device, callback=self._on_audio, **_STREAM_SETTINGS
             )
-            self._stream.start()
 
     def read_frame(self) -> np.ndarray | None:
         if self._stream.closed:
             return None
+        if not self._stream.active:
+            with _device_errors("input", self._device):
+                self._stream.start()
         try:
             return self._frames.get(timeout=_DEVICE_TIMEOUT_SECONDS)
         except queue.Empty:
@@ -288,6 +303,7 @@ class SpeakerSink(_ClosingContext):
     """
 
     def __init__(self, device: Device = None) -> None:
+        self._device = device
         with _device_errors("output", device) as sounddevice_module:
             self._stream: sounddevice.OutputStream = sounddevice_module.OutputStream(
                 device=device, **_STREAM_SETTINGS
@@ -295,12 +311,15 @@ class SpeakerSink(_ClosingContext):
             self._stream.start()
 
     def write_frame(self, frame: np.ndarray) -> None:
-        self._stream.write(np.clip(checked_frame(frame), -1.0, 1.0)[:, np.newaxis])
+        samples = np.clip(checked_frame(frame), -1.0, 1.0)[:, np.newaxis]
+        with _device_errors("output", self._device):  # e.g. unplugged during the call
+            self._stream.write(samples)
 
     def close(self) -> None:
         if not self._stream.closed:
-            self._stream.stop()
-            self._stream.close()
+            with _device_errors("output", self._device):
+                self._stream.stop()
+                self._stream.close()
 
 
 def _read_mono(path: Path) -> tuple[np.ndarray, int]:
@@ -342,7 +361,10 @@ def _unreadable(path: Path, reason: str) -> AudioError:
 
 
 def checked_mono(audio: np.ndarray, context: str) -> np.ndarray:
-    """`audio` as float32 [samples]; AudioError starting with `context` if not finite mono audio."""
+    """`audio` as float32 [samples]; AudioError starting with `context` if not finite mono float
+    audio (integer samples would pass unscaled: 16-bit ones must be divided by 32768 first)."""
+    if not _is_float(audio):
+        raise AudioError(f"{context}: audio must be float samples in [-1, 1], got {np.asarray(audio).dtype}")
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1:
         raise AudioError(f"{context}: audio must have shape [samples], got {audio.shape}")
@@ -353,6 +375,8 @@ def checked_mono(audio: np.ndarray, context: str) -> np.ndarray:
 
 def checked_frame(frame: np.ndarray) -> np.ndarray:
     """`frame` as contiguous float32 [FRAME_SAMPLES]; ValueError saying what is wrong otherwise."""
+    if not _is_float(frame):
+        raise ValueError(f"a frame must be float samples in [-1, 1], got {np.asarray(frame).dtype}")
     try:
         samples = np.ascontiguousarray(frame, dtype=np.float32)
     except (TypeError, ValueError) as error:
@@ -364,8 +388,17 @@ def checked_frame(frame: np.ndarray) -> np.ndarray:
     return samples
 
 
+def _is_float(samples: object) -> bool:
+    """Whether `samples` holds floating-point numbers (not integers, booleans or objects)."""
+    try:
+        return np.issubdtype(np.asarray(samples).dtype, np.floating)
+    except (TypeError, ValueError):  # ragged sequences and the like: the callers say what is wrong
+        return True
+
+
 def _espeak_speech() -> np.ndarray:
-    """The passage spoken by espeak-ng, float32 [samples]; FileNotFoundError if not installed."""
+    """The passage spoken by espeak-ng, float32 [samples]; FileNotFoundError if not installed,
+    CalledProcessError or TimeoutExpired if it fails."""
     with tempfile.TemporaryDirectory() as directory:
         wav_path = Path(directory) / "passage.wav"
         command = ["espeak-ng", "-w", str(wav_path), "-s", str(_ESPEAK_WORDS_PER_MINUTE), _PASSAGE]
@@ -417,7 +450,10 @@ def _device_errors(direction: Literal["input", "output"], device: Device) -> Ite
         yield sounddevice_module
     except (sounddevice_module.PortAudioError, ValueError) as error:
         name = "the default" if device is None else repr(device)
-        raise AudioError(f"no usable audio {direction} device ({name}): {error}") from None
+        raise AudioError(
+            f"no usable audio {direction} device ({name}): {error}; without a sound card, a call "
+            "takes audio files (`rtcodec call --input FILE --output FILE`)"
+        ) from None
 
 
 def _put_dropping_oldest(frames_queue: _FrameQueue, item: np.ndarray | None) -> bool:

@@ -19,6 +19,7 @@ from rtcodec.audio import AudioError, frames, read_audio, write_wav
 from rtcodec.bitstream import RTC_FORMAT_VERSION, Packet, PacketError, RtcHeader, read_rtc, write_rtc
 from rtcodec.codecs import CODEC_NAMES, RTCODEC_NAME, CodecSpec
 from rtcodec.config import DECODERS, FRAME_SAMPLES, SAMPLE_RATE, CodecConfig, ConfigError
+from rtcodec.fileio import check_output_path
 from rtcodec.model import FREEZABLE, WeightsError
 from rtcodec.opus import OPUS_NAME
 from rtcodec.transport import PeerError, SignallingError
@@ -35,7 +36,7 @@ EXPECTED_ERRORS = (AudioError, PacketError, ConfigError, WeightsError, Signallin
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
-    _check_output(args.output)
+    check_output_path(args.output)
     audio = read_audio(args.input)
     spec = CodecSpec(args.codec, args.kbps, args.weights)
     encoder = spec.encoder()
@@ -47,7 +48,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
 
 def cmd_decode(args: argparse.Namespace) -> None:
-    _check_output(args.output)
+    check_output_path(args.output)
     header, records = read_rtc(args.input)
     _check_header(header)
     spec = CodecSpec(OPUS_NAME if header.model_id == OPUS_NAME else RTCODEC_NAME, header.kbps, args.weights)
@@ -60,14 +61,6 @@ def cmd_decode(args: argparse.Namespace) -> None:
         frame[:] = decoder.push(packet)
     write_wav(args.output, audio)
     print(f"{args.output}: {len(records) * FRAME_SAMPLES / SAMPLE_RATE:.2f} s decoded from {len(records)} packets")
-
-
-def _check_output(path: Path) -> None:
-    """Refuse an output path that cannot be written before the work, not after it."""
-    if path.is_dir():
-        raise ValueError(f"cannot write '{path}': it is a directory")
-    if not path.parent.is_dir():
-        raise ValueError(f"cannot write '{path}': no such directory '{path.parent}'")
 
 
 def _check_header(header: RtcHeader) -> None:

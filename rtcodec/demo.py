@@ -26,7 +26,7 @@ from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE
 from rtcodec.fileio import atomic_path, atomic_write_bytes
 from rtcodec.protocols import StreamDecoder, StreamEncoder
 from rtcodec.transport import CallStats, CodecChoice, Peer, Session, connect, listen
-from rtcodec.transport.stats import format_ms
+from rtcodec.transport.stats import StatusLine, format_ms
 
 LOOPBACK = "127.0.0.1"
 _SPECTROGRAM_FFT = 512
@@ -77,8 +77,9 @@ def run_demo(
     """Run one call from a caller that sends `input_path` (default: the built-in speech) to a
     callee, and write DIR/sent.wav, DIR/received.wav, DIR/stats.json and DIR/call.png.
 
-    Takes as long as the audio (real time), plus about a second of set-up. Bad input or codec
-    settings raise before anything is written.
+    Takes as long as the audio (real time), plus about a second of set-up, with the callee's
+    status line on stderr meanwhile. Bad input or codec settings raise before anything is
+    written; the outputs of an earlier run in DIR are removed before the call.
     """
     if input_path is None:
         speech = default_speech()
@@ -89,6 +90,8 @@ def run_demo(
     codec = CodecChoice(encoder.name, encoder.kbps)
     sent = np.pad(audio, (0, -len(audio) % FRAME_SAMPLES))
     out_dir.mkdir(parents=True, exist_ok=True)
+    for name in _OUTPUTS:
+        (out_dir / name).unlink(missing_ok=True)
     write_wav(out_dir / "sent.wav", sent)
     caller, callee = asyncio.run(_call(sent, encoder, decoder, codec, out_dir / "received.wav"))
     summary = DemoSummary(out_dir, codec, description, caller, callee)
@@ -113,9 +116,11 @@ async def _call(
             listener.accept(callee_peer, codec, token=token),
             connect(caller_peer, codec, host=LOOPBACK, port=listener.port, token=token),
         )
+    status = StatusLine()
     caller = Session(caller_peer, source=FileSource(audio), encoder=encoder)
-    callee = Session(callee_peer, sink=WavFileSink(received_path), decoder=decoder)
+    callee = Session(callee_peer, sink=WavFileSink(received_path), decoder=decoder, on_status=status.update)
     caller_stats, callee_stats = await asyncio.gather(caller.run(), callee.run())
+    status.finish(callee_stats)
     return caller_stats, callee_stats
 
 

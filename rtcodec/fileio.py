@@ -21,11 +21,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             soundfile.write(temporary, audio, SAMPLE_RATE)
     """
     target = Path(path)
-    temporary = _reserve_temporary(target)
+    temporary = reserve_temporary(target)
     try:
         yield temporary
-        _flush_to_disk(temporary)
-        os.replace(temporary, target)
+        replace_with(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
 
@@ -36,11 +35,27 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         temporary.write_bytes(data)
 
 
-def _reserve_temporary(target: Path) -> Path:
+def check_output_path(path: str | os.PathLike[str]) -> None:
+    """ValueError if a file cannot be written at `path`: it is a directory, or its own directory
+    does not exist. For refusing an output before the work, not after it."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"cannot write '{path}': it is a directory")
+    if not path.parent.is_dir():
+        raise ValueError(f"cannot write '{path}': no such directory '{path.parent}'")
+
+
+def reserve_temporary(target: Path) -> Path:
     """Create an empty, hidden, uniquely named file next to `target` and return its path."""
     temporary = target.with_name(f".{target.stem}.{secrets.token_hex(8)}.tmp{target.suffix}")
     temporary.open("xb").close()
     return temporary
+
+
+def replace_with(temporary: Path, target: Path) -> None:
+    """Put the finished file `temporary` (from `reserve_temporary`) in place of `target`."""
+    _flush_to_disk(temporary)
+    os.replace(temporary, target)
 
 
 def _flush_to_disk(path: Path) -> None:

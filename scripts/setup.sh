@@ -23,7 +23,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.rtcodec-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "setup: installing rtcodec and its dependencies (torch==2.13.0)"
+  echo "setup: installing rtcodec and its dependencies (pyproject.toml; minutes on a fresh machine)"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
   touch "$stamp"
 fi

@@ -236,6 +236,18 @@ def test_default_speech_falls_back_to_a_deterministic_signal_without_espeak(
     np.testing.assert_array_equal(first.audio, second.audio)
 
 
+def test_default_speech_falls_back_when_espeak_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = tmp_path / "espeak-ng"
+    broken.write_text("#!/bin/sh\necho 'no voices' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+    speech = default_speech()
+
+    _assert_plausible_speech(speech.audio)
+    assert "synthetic" in speech.description and "espeak-ng failed" in speech.description
+
+
 @pytest.mark.parametrize("seconds", [2.5, 30.0])
 def test_default_speech_cuts_or_repeats_to_the_requested_length(seconds: float) -> None:
     assert len(default_speech(seconds).audio) == round(seconds * SAMPLE_RATE)
@@ -274,9 +286,33 @@ def test_wav_file_sink_without_frames_leaves_an_existing_file_as_it_was(tmp_path
     assert path.read_bytes() == before
 
 
-def test_wav_file_sink_rejects_a_missing_directory_up_front(tmp_path: Path) -> None:
+def test_wav_file_sink_rejects_a_missing_directory_or_a_directory_up_front(tmp_path: Path) -> None:
     with pytest.raises(AudioError, match="no such directory"):
         WavFileSink(tmp_path / "missing" / "call.wav")
+    with pytest.raises(AudioError, match="it is a directory"):
+        WavFileSink(tmp_path)
+
+
+def test_wav_file_sink_writes_as_the_frames_come_and_in_place_on_close(tmp_path: Path) -> None:
+    path = tmp_path / "call.wav"
+    sink = WavFileSink(path)
+    for frame in list(frames(sine(SAMPLE_RATE)))[:3]:
+        sink.write_frame(frame)
+    (temporary,) = tmp_path.iterdir()  # a hidden file, not yet `path`
+    assert temporary.name.startswith(".call.") and not path.exists()
+    sink.close()
+    assert list(tmp_path.iterdir()) == [path] and len(read_audio(path)) == 3 * FRAME_SAMPLES
+
+
+@pytest.mark.parametrize("samples", [np.full(FRAME_SAMPLES, 1000, dtype=np.int16), np.zeros(FRAME_SAMPLES, dtype=bool)])
+def test_integer_samples_are_refused_rather_than_passed_unscaled(tmp_path: Path, samples: np.ndarray) -> None:
+    with pytest.raises(AudioError, match="float samples"):
+        write_wav(tmp_path / "x.wav", samples)
+    with pytest.raises(AudioError, match="float samples"):
+        list(frames(samples))
+    with pytest.raises(ValueError, match="float samples"):
+        WavFileSink(tmp_path / "y.wav").write_frame(samples)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_microphone_without_such_a_device_raises_audio_error() -> None:
@@ -305,20 +341,50 @@ def test_speaker_on_a_machine_without_output_devices_raises_audio_error() -> Non
         SpeakerSink()
 
 
+DEVICE_SETTINGS = {"samplerate": SAMPLE_RATE, "channels": 1, "dtype": "float32", "blocksize": FRAME_SAMPLES}
+"""What the sound device must be opened with: one 20 ms mono float32 frame per block."""
+
+
 class FakeInputStream:
     """Stands in for sounddevice.InputStream: `start()` delivers CAPTURED_FRAMES frames at once,
     frame i filled with i / 100."""
 
     CAPTURED_FRAMES = 12
 
-    def __init__(self, callback: Callable[..., None], **settings: object) -> None:
+    def __init__(self, callback: Callable[..., None], device: object, **settings: object) -> None:
+        assert settings == DEVICE_SETTINGS
         self.callback = callback
-        self.closed = False
+        self.closed = self.active = False
 
     def start(self) -> None:
+        self.active = True
         for index in range(self.CAPTURED_FRAMES):
             block = np.full((FRAME_SAMPLES, 1), index / 100, dtype=np.float32)
             self.callback(block, FRAME_SAMPLES, None, None)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeOutputStream:
+    """Stands in for sounddevice.OutputStream: keeps what is written; fails when `unplugged`."""
+
+    def __init__(self, device: object, **settings: object) -> None:
+        assert settings == DEVICE_SETTINGS
+        self.blocks: list[np.ndarray] = []
+        self.closed = self.unplugged = False
+
+    def start(self) -> None:
+        pass
+
+    def write(self, block: np.ndarray) -> bool:
+        if self.unplugged:
+            raise RuntimeError("Stream is stopped [PaErrorCode -9983]")
+        self.blocks.append(block.copy())
+        return False
+
+    def stop(self) -> None:
+        pass
 
     def close(self) -> None:
         self.closed = True
@@ -331,6 +397,7 @@ def test_microphone_drops_the_oldest_frames_when_the_reader_lags_and_ends_on_clo
     monkeypatch.setitem(sys.modules, "sounddevice", fake)
 
     microphone = MicrophoneSource(max_queued_frames=10)
+    assert not microphone._stream.active  # nothing is captured before the call reads
     oldest_kept = microphone.read_frame()
     microphone.close()
 
@@ -338,6 +405,21 @@ def test_microphone_drops_the_oldest_frames_when_the_reader_lags_and_ends_on_clo
     assert oldest_kept is not None and oldest_kept.shape == (FRAME_SAMPLES,)
     np.testing.assert_array_equal(oldest_kept, np.float32(0.02))
     assert microphone.read_frame() is None
+
+
+def test_the_speaker_plays_clipped_mono_frames_and_an_unplugged_device_is_an_audio_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = types.SimpleNamespace(OutputStream=FakeOutputStream, PortAudioError=RuntimeError)
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+
+    speaker = SpeakerSink()
+    speaker.write_frame(np.full(FRAME_SAMPLES, 1.5, dtype=np.float32))
+    (block,) = speaker._stream.blocks
+    assert block.shape == (FRAME_SAMPLES, 1) and block.dtype == np.float32 and block.max() == 1.0
+    speaker._stream.unplugged = True
+    with pytest.raises(AudioError, match="output device"):
+        speaker.write_frame(np.zeros(FRAME_SAMPLES, dtype=np.float32))
 
 
 @pytest.mark.skipif(not device_available("input"), reason="no audio input device on this machine")

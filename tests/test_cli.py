@@ -220,6 +220,32 @@ def test_a_call_refuses_the_other_codecs_loss_options(
     assert_fails_cleanly(argv, capsys, tmp_path, match=error)
 
 
+@pytest.mark.parametrize(("outputs", "error"), [
+    (["--output", "{tmp}"], "it is a directory"),
+    (["--output", "{tmp}/x.wav", "--stats", "{tmp}/missing/stats.json"], "no such directory"),
+    ([], "no usable audio output device"),
+])
+def test_a_call_checks_its_outputs_before_it_waits_for_a_caller(
+    tmp_path: Path, outputs: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if not outputs and _has_output_device():
+        pytest.skip("this machine has a speaker")
+    source = tmp_path / "in.wav"
+    _write_input(source, SAMPLE_RATE, 1)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    argv = ["call", "--listen", "127.0.0.1:0", "--input", str(source), *(o.format(tmp=out_dir) for o in outputs)]
+    assert_fails_cleanly(argv, capsys, out_dir, match=error)  # at once: it never listened
+
+
+def _has_output_device() -> bool:
+    try:
+        rtcodec.audio.SpeakerSink().close()
+    except rtcodec.audio.AudioError:
+        return False
+    return True
+
+
 @pytest.mark.parametrize(("options", "expected"), [
     (["--codec", "opus", "--kbps", "24", "--fec"], cli.FEC_EXPECTED_LOSS),
     (["--codec", "opus", "--kbps", "24", "--fec", "--expected-loss", "25"], 25),

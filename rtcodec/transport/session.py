@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import AsyncExitStack, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -40,7 +40,7 @@ from aiortc import RTCIceServer
 from rtcodec.audio import FileSource, FrameSink, FrameSource, MicrophoneSource, SpeakerSink
 from rtcodec.audio import WavFileSink, read_audio
 from rtcodec.bitstream import SEQ_MODULO, Packet, PacketError, wrapped_difference
-from rtcodec.fileio import atomic_write_bytes
+from rtcodec.fileio import atomic_write_bytes, check_output_path
 from rtcodec.protocols import StreamDecoder, StreamEncoder
 from rtcodec.transport.jitter import FRAME_SECONDS, JitterBuffer, PutResult
 from rtcodec.transport.peer import Peer, ice_servers
@@ -422,7 +422,8 @@ def run_call(
     "answer" (copy-paste signalling on stdin/stdout). Audio comes from `input_path` (paced in real
     time) or the microphone, and goes to `output_path` (WAV) or the speaker. A live status line
     goes to stderr; Ctrl-C hangs up cleanly; `stats_path` receives the final stats as JSON.
-    Raises SignallingError, PeerError or AudioError when the call cannot be set up.
+    Raises SignallingError, PeerError or AudioError when the call cannot be set up, and ValueError
+    for a `stats_path` that cannot be written; devices and files are checked before signalling.
     """
     return asyncio.run(
         _call(
@@ -454,15 +455,19 @@ async def _call(
     stats_path: Path | None,
 ) -> CallStats:
     encoder = encoder_factory()
-    source = FileSource(read_audio(input_path)) if input_path else MicrophoneSource()
-    peer = Peer(servers)
-    try:
-        await _meet(role, peer, CodecChoice(encoder.name, encoder.kbps), host, port, token)
+    if stats_path is not None:
+        check_output_path(stats_path)
+    async with AsyncExitStack() as on_failure:
+        # Inputs and outputs are opened before signalling: a missing device or an unwritable file
+        # fails here, not after the other side has answered.
+        source = FileSource(read_audio(input_path)) if input_path else MicrophoneSource()
+        on_failure.callback(source.close)
         sink = WavFileSink(output_path) if output_path else SpeakerSink()
-    except BaseException:
-        source.close()
-        await peer.close()
-        raise
+        on_failure.callback(sink.close)
+        peer = Peer(servers)
+        on_failure.push_async_callback(peer.close)
+        await _meet(role, peer, CodecChoice(encoder.name, encoder.kbps), host, port, token)
+        on_failure.pop_all()
     status = StatusLine()
     session = Session(
         peer,
