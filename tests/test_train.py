@@ -133,18 +133,27 @@ def test_without_dev_folders_the_held_out_speakers_are_evaluated(speech_folder: 
     ids=["whole_codec", "spectral_decoder_alone"],
 )
 def test_two_process_ddp(speech_folder: Path, tmp_path: Path, options: list[str]) -> None:
+    """Both ranks start from the same weights (rank 0's, though each seeds its own), take the same
+    steps (their gradients averaged), and leave frozen parts as they were."""
     config_path = tmp_path / "tiny.json"
     config_path.write_text(TINY.to_json())
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "rtcodec.cli", "train", str(speech_folder), "--model-config", str(config_path),
+               str(Path(__file__).with_name("ddp_ranks.py")), str(speech_folder), "--model-config", str(config_path),
                "--run-dir", str(tmp_path / "ddp"), "--batch-size", "2", "--crop-seconds", "0.64", "--max-steps", "3",
                "--adversarial-from", "0", *options]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RANKS_DIR": str(tmp_path)}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     state = load_checkpoint(tmp_path / "ddp")
     assert state is not None and state["step"] == 3
     assert all(torch.isfinite(tensor).all() for tensor in state["model"].values() if tensor.is_floating_point())
+    start, end = ([torch.load(tmp_path / f"rank{rank}_{when}.pt") for rank in (0, 1)] for when in ("start", "end"))
+    for name, tensor in end[0].items():
+        assert torch.equal(start[0][name], start[1][name]) and torch.equal(tensor, end[1][name]), name
+    trained = [name for name in end[0] if not torch.equal(end[0][name], start[0][name])]
+    assert any(name.startswith("decoder.") for name in trained)
+    frozen = ("encoder.", "quantizer.codebooks") if "--freeze" in options else ()
+    assert not [name for name in trained if name.startswith(frozen) and "usage" not in name]
 
 
 def test_resumed_ranks_draw_different_but_reproducible_crops() -> None:
