@@ -198,11 +198,13 @@ def test_a_close_cancelled_while_the_remote_hangs_up_still_closes_cleanly() -> N
         caller, callee = await meet()
         await asyncio.gather(caller.wait_open(10.0), callee.wait_open(10.0))
         await callee.close()
-        await asyncio.wait_for(caller.closed.wait(), 5.0)
         closing = asyncio.create_task(caller.close())
         await asyncio.sleep(0)
         closing.cancel()
         await asyncio.gather(closing, return_exceptions=True)
+        await asyncio.wait_for(caller.closed.wait(), 5.0)
+        shutdown = caller._closing
+        assert shutdown is not None and shutdown.done() and not shutdown.cancelled()  # ran to its end
         await asyncio.sleep(0.5)
 
     asyncio.run(hang_ups())
