@@ -169,7 +169,8 @@ def test_encoder_rejects_bitrates_outside_libopus_range(kbps: float) -> None:
         (np.zeros(FRAME_SAMPLES + 1, dtype=np.float32), "shape"),
         (np.zeros((1, FRAME_SAMPLES), dtype=np.float32), "shape"),
         (np.full(FRAME_SAMPLES, np.nan, dtype=np.float32), "NaN"),
-        (np.array(["a"] * FRAME_SAMPLES), "float32"),
+        (np.array(["a"] * FRAME_SAMPLES), "float samples"),
+        (np.zeros(FRAME_SAMPLES, dtype=np.int16), "float samples"),
     ],
 )
 def test_encoder_rejects_bad_frames(frame: np.ndarray, message: str) -> None:
