@@ -116,7 +116,7 @@ async def _call(
             listener.accept(callee_peer, codec, token=token),
             connect(caller_peer, codec, host=LOOPBACK, port=listener.port, token=token),
         )
-    status = StatusLine()
+    status = StatusLine(label="callee")
     caller = Session(caller_peer, source=FileSource(audio), encoder=encoder)
     callee = Session(callee_peer, sink=WavFileSink(received_path), decoder=decoder, on_status=status.update)
     caller_stats, callee_stats = await asyncio.gather(caller.run(), callee.run())

@@ -115,15 +115,17 @@ class CallStats:
 
 
 class StatusLine:
-    """Shows `CallStats.status_line()` while a call runs: rewritten in place (`\\r`) on a
-    terminal; elsewhere (a log, a pipe) one line every `line_interval` seconds."""
+    """Shows `CallStats.status_line()` while a call runs, after `label` if given: rewritten in
+    place (`\\r`) on a terminal; elsewhere (a log, a pipe) one line every `line_interval` seconds."""
 
     def __init__(
         self,
         stream: TextIO = sys.stderr,
         line_interval: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        label: str = "",
     ) -> None:
+        self._prefix = f"{label}: " if label else ""
         self._stream = stream
         self._line_interval = line_interval
         self._clock = clock
@@ -133,7 +135,7 @@ class StatusLine:
     def update(self, stats: CallStats) -> None:
         """Show `stats`, at once on a terminal, at most every `line_interval` s elsewhere."""
         if self._tty:
-            self._stream.write(f"\r{stats.status_line()}\x1b[K")
+            self._stream.write(f"\r{self._prefix}{stats.status_line()}\x1b[K")
             self._stream.flush()
             return
         now = self._clock()
@@ -148,7 +150,7 @@ class StatusLine:
         self._write_line(stats)
 
     def _write_line(self, stats: CallStats) -> None:
-        self._stream.write(stats.status_line() + "\n")
+        self._stream.write(f"{self._prefix}{stats.status_line()}\n")
         self._stream.flush()
 
 

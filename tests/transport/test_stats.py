@@ -63,3 +63,13 @@ def test_the_status_line_prints_periodic_lines_elsewhere() -> None:
     status.finish(stats(packets_sent=99))
     lines = log.getvalue().splitlines()
     assert [line.split("| sent ")[1].split()[0] for line in lines] == ["0", "5", "10", "99"]
+
+
+def test_a_labelled_status_line_says_whose_it_is() -> None:
+    terminal, log = Terminal(), io.StringIO()
+    for stream in (terminal, log):
+        status = StatusLine(stream, label="callee")
+        status.update(stats(packets_sent=1))
+        status.finish(stats(packets_sent=2))
+    assert terminal.getvalue().count("\rcallee: ") == 2
+    assert all(line.startswith("callee: ") for line in log.getvalue().splitlines())
