@@ -71,5 +71,5 @@ def test_a_labelled_status_line_says_whose_it_is() -> None:
         status = StatusLine(stream, label="callee")
         status.update(stats(packets_sent=1))
         status.finish(stats(packets_sent=2))
-    assert terminal.getvalue().count("\rcallee: ") == 2
+    assert terminal.getvalue().count("callee: ") == 2
     assert all(line.startswith("callee: ") for line in log.getvalue().splitlines())
