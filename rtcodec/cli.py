@@ -322,7 +322,7 @@ def _parser() -> argparse.ArgumentParser:
                                "skipping (default: the call engine's adaptive jitter buffer)")
     simulate.add_argument("--seed", type=int, default=0, help="seed of the network's randomness")
     _add_codec_options(simulate, fec_loss="--loss")
-    simulate.set_defaults(run=cmd_simulate, expected_loss=None)
+    simulate.set_defaults(run=cmd_simulate)
 
     demo = commands.add_parser("demo", help="a complete call between two peers on this machine")
     demo.add_argument("--out", type=Path, default=Path("out/demo"),
