@@ -303,8 +303,8 @@ class SpeakerSink(_ClosingContext):
     """
 
     def __init__(self, device: Device = None) -> None:
-        self._device = device
         with _device_errors("output", device) as sounddevice_module:
+            self._device_error: type[Exception] = sounddevice_module.PortAudioError
             self._stream: sounddevice.OutputStream = sounddevice_module.OutputStream(
                 device=device, **_STREAM_SETTINGS
             )
@@ -312,14 +312,22 @@ class SpeakerSink(_ClosingContext):
 
     def write_frame(self, frame: np.ndarray) -> None:
         samples = np.clip(checked_frame(frame), -1.0, 1.0)[:, np.newaxis]
-        with _device_errors("output", self._device):  # e.g. unplugged during the call
+        with self._failures():
             self._stream.write(samples)
 
     def close(self) -> None:
         if not self._stream.closed:
-            with _device_errors("output", self._device):
+            with self._failures():
                 self._stream.stop()
                 self._stream.close()
+
+    @contextmanager
+    def _failures(self) -> Iterator[None]:
+        """A PortAudio error once the device runs (unplugged during a call, say) as an AudioError."""
+        try:
+            yield
+        except self._device_error as error:
+            raise AudioError(f"the audio output device failed: {error}") from None
 
 
 def _read_mono(path: Path) -> tuple[np.ndarray, int]:
