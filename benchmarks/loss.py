@@ -228,7 +228,6 @@ def conditions(args: argparse.Namespace) -> list[LossCondition]:
     if "opus" in args.codecs:
         version = opuslib.api.info.get_version_string().decode()
         for kbps in args.opus_kbps:
-            OpusStreamEncoder(kbps)  # a bitrate that libopus does not take is refused here
             chosen.append(LossCondition(
                 f"opus {kbps:g} kbps PLC", "opus", kbps, version,
                 lambda loss, kbps=kbps: OpusStreamEncoder(kbps), OpusStreamDecoder,
@@ -252,7 +251,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     files = dev_files(args.data, args.max_files)
     try:
         chosen = conditions(args)
-    except ValueError as error:  # a bitrate or a redundancy that the codec does not take
+        for condition in chosen:  # each codec must take its bitrate and settings before the work
+            condition.new_encoder(0.0)
+    except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     grid = list(dict.fromkeys(args.points)) if args.points else points(args.losses, args.patterns)
     plcmos = load_plcmos()
