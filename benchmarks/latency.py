@@ -407,6 +407,8 @@ class TimedDecoder:
 class Discard:
     """A FrameSink that drops what it is given: playout is the moment it is handed a frame."""
 
+    glitches = 0
+
     def write_frame(self, frame: np.ndarray) -> None:
         pass
 

@@ -1,24 +1,22 @@
-"""Audio in and out of rtcodec: files, the built-in default speech, and live devices.
+"""Audio in and out of rtcodec: files, the built-in default speech, and resampling.
 
 Audio crosses module boundaries as float32 numpy arrays in [-1, 1] of shape [samples]: mono, at
 SAMPLE_RATE. Calls move it as 20 ms frames of shape [FRAME_SAMPLES] through the `FrameSource` and
-`FrameSink` protocols, which files (for tests and benchmarks) and sound devices both implement.
+`FrameSink` protocols, which files (here, for tests and benchmarks) and sound devices
+(`rtcodec.devices`) both implement.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import queue
 import subprocess
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Literal, Protocol, Self
+from typing import Protocol, Self
 
 import numpy as np
 import scipy.signal
@@ -27,28 +25,15 @@ import soundfile
 from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE
 from rtcodec.fileio import atomic_path, check_output_path, replace_with, reserve_temporary
 
-if TYPE_CHECKING:
-    import sounddevice
-
-Device = int | str | None
-"""A sounddevice device: index, name substring, or None for the system default."""
-_FrameQueue = queue.Queue[np.ndarray | None]
-"""Captured frames waiting for the reader; None marks the end of the stream."""
-
 _UNRECOGNISED_FORMAT = 1
 """libsndfile's SF_ERR_UNRECOGNISED_FORMAT."""
 _READ_BLOCK_FRAMES = 1 << 16
 _WRITE_BLOCK_SAMPLES = 1 << 16
 """read_audio mixes down, and write_wav clips and writes, this many samples at a time."""
-_DEVICE_TIMEOUT_SECONDS = 2.0
-"""How long a microphone may deliver nothing before it counts as failed."""
-_STREAM_SETTINGS: dict[str, object] = {
-    "samplerate": SAMPLE_RATE,
-    "channels": 1,
-    "dtype": "float32",
-    "blocksize": FRAME_SAMPLES,
-}
-"""sounddevice stream settings shared by the microphone and the speaker: one callback per frame."""
+_RESAMPLING_ZERO_CROSSINGS = 10
+_RESAMPLING_WINDOW = ("kaiser", 5.0)
+"""The anti-aliasing filter of `resample` and `StreamingResampler` (scipy's resample_poly default):
+a Kaiser-windowed sinc spanning this many zero crossings on each side."""
 
 _PASSAGE = (
     "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. "
@@ -95,6 +80,12 @@ class FrameSource(Protocol):
         """The next frame, blocking until it exists; None once the source has ended."""
         ...
 
+    @property
+    def glitches(self) -> int:
+        """Times audio was lost before the call read it: a device overflow, or a frame dropped
+        because the reader fell behind. Always 0 for a file."""
+        ...
+
     def close(self) -> None:
         """Stop the source and release its device; later reads return None."""
         ...
@@ -105,6 +96,11 @@ class FrameSink(Protocol):
 
     def write_frame(self, frame: np.ndarray) -> None:
         """Play or store one frame."""
+        ...
+
+    @property
+    def glitches(self) -> int:
+        """Times a device ran out of audio to play (an underrun). Always 0 for a file."""
         ...
 
     def close(self) -> None:
@@ -130,13 +126,62 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int = SAMPLE_RATE) -> n
     Returns float32 [ceil(samples * to_rate / from_rate)], clipped to [-1, 1].
     """
     audio = checked_mono(audio, "cannot resample")
+    up, down = _rate_ratio(from_rate, to_rate)
+    resampled = audio if up == down else scipy.signal.resample_poly(audio, up, down, window=_RESAMPLING_WINDOW)
+    result = resampled.astype(np.float32)  # a copy: `audio` is never changed
+    return np.clip(result, -1.0, 1.0, out=result)
+
+
+class StreamingResampler:
+    """Resample a stream of float chunks from `from_rate` to `to_rate` Hz, chunk by chunk: the
+    filter of `resample`, applied causally, so that the output lags by half the filter,
+    _RESAMPLING_ZERO_CROSSINGS samples of the lower of the two rates (0.6 ms when it is 16 kHz).
+
+    The outputs of any split of the input into chunks, joined, are one and the same signal:
+    `scipy.signal.upfirdn` of the whole input with that filter, cut where the input ends.
+    """
+
+    def __init__(self, from_rate: int, to_rate: int) -> None:
+        self._up, self._down = _rate_ratio(from_rate, to_rate)
+        fir = _lowpass(self._up, self._down) if self._up != self._down else np.ones(1)
+        self._taps = -(-len(fir) // self._up)
+        phases = np.zeros(self._taps * self._up)
+        phases[: len(fir)] = fir
+        self._phases = phases.reshape(self._taps, self._up).T.astype(np.float32)
+        """[up, taps]: row p holds fir[p], fir[p + up], ..., the taps that meet input samples at phase p."""
+        self._history = np.zeros(self._taps - 1, dtype=np.float32)
+        self._inputs = 0
+        self._outputs = 0
+
+    def process(self, chunk: np.ndarray) -> np.ndarray:
+        """Float [samples] at `from_rate` -> float32 [about samples * to_rate / from_rate]."""
+        chunk = checked_mono(chunk, "cannot resample")
+        signal = np.concatenate([self._history, chunk])
+        total = self._inputs + len(chunk)
+        stop = -(-total * self._up // self._down)
+        positions = np.arange(self._outputs, stop, dtype=np.int64) * self._down
+        newest = positions // self._up - (self._inputs - len(self._history))
+        windows = signal[newest[:, None] - np.arange(self._taps)[None, :]]
+        resampled = np.einsum("nk,nk->n", windows, self._phases[positions % self._up])
+        self._history = signal[len(signal) - len(self._history) :]
+        self._inputs, self._outputs = total, stop
+        return resampled.astype(np.float32)
+
+
+def _rate_ratio(from_rate: int, to_rate: int) -> tuple[int, int]:
+    """(up, down): `to_rate` / `from_rate` in lowest terms; ValueError for a rate that is not positive."""
     if from_rate <= 0 or to_rate <= 0:
         raise ValueError(f"sample rates must be positive, got {from_rate} -> {to_rate} Hz")
     common = math.gcd(from_rate, to_rate)
-    up, down = to_rate // common, from_rate // common
-    resampled = audio if up == down else scipy.signal.resample_poly(audio, up, down)
-    result = resampled.astype(np.float32)  # a copy: `audio` is never changed
-    return np.clip(result, -1.0, 1.0, out=result)
+    return to_rate // common, from_rate // common
+
+
+def _lowpass(up: int, down: int) -> np.ndarray:
+    """The anti-aliasing FIR for resampling by up / down, at `up` times the input rate, with the
+    gain of `up` that upsampling by zero insertion needs (as in scipy's resample_poly)."""
+    rate = max(up, down)
+    half_length = _RESAMPLING_ZERO_CROSSINGS * rate
+    return up * scipy.signal.firwin(2 * half_length + 1, 1.0 / rate, window=_RESAMPLING_WINDOW)
 
 
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
@@ -191,7 +236,7 @@ def default_speech(seconds: float | None = None) -> DefaultInput:
     return DefaultInput(np.resize(speech.audio, round(seconds * SAMPLE_RATE)), speech.description)
 
 
-class _ClosingContext(ABC):
+class ClosingContext(ABC):
     """`with` support for sources and sinks: leaving the block closes them."""
 
     @abstractmethod
@@ -204,11 +249,13 @@ class _ClosingContext(ABC):
         self.close()
 
 
-class FileSource(_ClosingContext):
+class FileSource(ClosingContext):
     """A FrameSource that plays float [samples] audio as frames; the stand-in for a microphone.
 
     It does not pace itself: every read returns at once.
     """
+
+    glitches = 0
 
     def __init__(self, audio: np.ndarray) -> None:
         self._frames = frames(audio)
@@ -220,12 +267,14 @@ class FileSource(_ClosingContext):
         self._frames = iter(())
 
 
-class WavFileSink(_ClosingContext):
+class WavFileSink(ClosingContext):
     """A FrameSink that writes frames to a 16-bit WAV file as they come, under a hidden temporary
     name that replaces `path` on `close()`: closing it at any point gives a complete, valid file
     of the frames so far, and a call of any length holds no audio in memory. A sink that never
     got a frame (a call that never connected) writes nothing, so that it leaves an existing file
     as it was. AudioError at once if `path` cannot be written."""
+
+    glitches = 0
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -253,81 +302,6 @@ class WavFileSink(_ClosingContext):
         if self._file is not None and self._temporary is not None:
             self._file.close()
             replace_with(self._temporary, self.path)
-
-
-class MicrophoneSource(_ClosingContext):
-    """A FrameSource that captures a sound device at SAMPLE_RATE, mono, one frame per callback.
-
-    The device is opened at once (AudioError when there is no usable input device), but captures
-    only from the first `read_frame` on: nothing said while a call is being set up is sent late.
-    Frames wait in a bounded queue; when the reader falls `max_queued_frames` behind, the oldest
-    frame is dropped (counted in `dropped_frames`) so that latency stays bounded.
-    """
-
-    def __init__(self, device: Device = None, max_queued_frames: int = 10) -> None:
-        self.dropped_frames = 0
-        self._device = device
-        self._frames: _FrameQueue = queue.Queue(maxsize=max_queued_frames)
-        with _device_errors("input", device) as sounddevice_module:
-            self._stream: sounddevice.InputStream = sounddevice_module.InputStream(
-                device=device, callback=self._on_audio, **_STREAM_SETTINGS
-            )
-
-    def read_frame(self) -> np.ndarray | None:
-        if self._stream.closed:
-            return None
-        if not self._stream.active:
-            with _device_errors("input", self._device):
-                self._stream.start()
-        try:
-            return self._frames.get(timeout=_DEVICE_TIMEOUT_SECONDS)
-        except queue.Empty:
-            raise AudioError("the microphone stopped delivering audio") from None
-
-    def close(self) -> None:
-        if not self._stream.closed:
-            self._stream.close()
-            _put_dropping_oldest(self._frames, None)
-
-    def _on_audio(self, captured: np.ndarray, count: int, time: object, status: object) -> None:
-        """sounddevice callback, on its audio thread: `captured` is float32 [FRAME_SAMPLES, 1]."""
-        if _put_dropping_oldest(self._frames, captured[:, 0].copy()):
-            self.dropped_frames += 1
-
-
-class SpeakerSink(_ClosingContext):
-    """A FrameSink that plays frames on a sound device at SAMPLE_RATE, mono.
-
-    `write_frame` blocks while the device buffer is full, which paces the caller in real time.
-    Raises AudioError when there is no usable output device.
-    """
-
-    def __init__(self, device: Device = None) -> None:
-        with _device_errors("output", device) as sounddevice_module:
-            self._device_error: type[Exception] = sounddevice_module.PortAudioError
-            self._stream: sounddevice.OutputStream = sounddevice_module.OutputStream(
-                device=device, **_STREAM_SETTINGS
-            )
-            self._stream.start()
-
-    def write_frame(self, frame: np.ndarray) -> None:
-        samples = np.clip(checked_frame(frame), -1.0, 1.0)[:, np.newaxis]
-        with self._failures():
-            self._stream.write(samples)
-
-    def close(self) -> None:
-        if not self._stream.closed:
-            with self._failures():
-                self._stream.stop()
-                self._stream.close()
-
-    @contextmanager
-    def _failures(self) -> Iterator[None]:
-        """A PortAudio error once the device runs (unplugged during a call, say) as an AudioError."""
-        try:
-            yield
-        except self._device_error as error:
-            raise AudioError(f"the audio output device failed: {error}") from None
 
 
 def _read_mono(path: Path) -> tuple[np.ndarray, int]:
@@ -445,31 +419,3 @@ def _formant_filter(source: np.ndarray, formants_hz: tuple[int, int, int]) -> np
         )
         shaped += gain * scipy.signal.lfilter(numerator, denominator, source)
     return shaped
-
-
-@contextmanager
-def _device_errors(direction: Literal["input", "output"], device: Device) -> Iterator[ModuleType]:
-    """Yield the sounddevice module; turn a missing PortAudio or device into AudioError."""
-    try:
-        import sounddevice as sounddevice_module
-    except (ImportError, OSError) as error:
-        raise AudioError(f"live audio is unavailable (no PortAudio): {error}") from None
-    try:
-        yield sounddevice_module
-    except (sounddevice_module.PortAudioError, ValueError) as error:
-        name = "the default" if device is None else repr(device)
-        raise AudioError(
-            f"no usable audio {direction} device ({name}): {error}; without a sound card, a call "
-            "takes audio files (`rtcodec call --input FILE --output FILE`)"
-        ) from None
-
-
-def _put_dropping_oldest(frames_queue: _FrameQueue, item: np.ndarray | None) -> bool:
-    """Put `item` on `frames_queue` (whose only producer is the caller), first dropping the oldest
-    entry if it is full; True if one was dropped."""
-    full = frames_queue.full()
-    if full:
-        with suppress(queue.Empty):
-            frames_queue.get_nowait()
-    frames_queue.put_nowait(item)
-    return full

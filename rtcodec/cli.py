@@ -19,6 +19,7 @@ from rtcodec.audio import AudioError, frames, read_audio, write_wav
 from rtcodec.bitstream import RTC_FORMAT_VERSION, Packet, PacketError, RtcHeader, read_rtc, write_rtc
 from rtcodec.codecs import CODEC_NAMES, RTCODEC_NAME, CodecSpec
 from rtcodec.config import DECODERS, FRAME_SAMPLES, SAMPLE_RATE, CodecConfig, ConfigError
+from rtcodec.devices import list_devices, parse_device
 from rtcodec.fileio import check_output_path
 from rtcodec.model import FREEZABLE, WeightsError
 from rtcodec.opus import OPUS_NAME
@@ -140,9 +141,14 @@ def cmd_call(args: argparse.Namespace) -> None:
     host, port = _host_port(address) if address else ("127.0.0.1", 0)
     spec = _spec(args)
     stats = run_call(role, spec.encoder, spec.decoder, host=host, port=port, token=args.token,
-                     input_path=args.input, output_path=args.output, stun=args.stun, turn=args.turn,
+                     input_path=args.input, output_path=args.output, input_device=args.input_device,
+                     output_device=args.output_device, stun=args.stun, turn=args.turn,
                      turn_username=args.turn_username, turn_password=args.turn_password, stats_path=args.stats)
     print(stats.status_line())
+
+
+def cmd_devices(args: argparse.Namespace) -> None:
+    print(list_devices())
 
 
 def _host_port(address: str) -> tuple[str, int]:
@@ -294,8 +300,14 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--connect", metavar="HOST:PORT", help="call a listening peer")
     where.add_argument("--paste", choices=("offer", "answer"), help="copy-paste signalling on stdin/stdout")
     call.add_argument("--token", help="shared secret; a peer without it is refused")
-    call.add_argument("--input", type=Path, help="audio file to send instead of the microphone")
-    call.add_argument("--output", type=Path, help="WAV file to record instead of the speaker")
+    source = call.add_mutually_exclusive_group()
+    source.add_argument("--input", type=Path, help="audio file to send instead of the microphone")
+    source.add_argument("--input-device", type=parse_device, metavar="DEVICE",
+                        help="microphone: index or name (`rtcodec devices`; default: the system's)")
+    sink = call.add_mutually_exclusive_group()
+    sink.add_argument("--output", type=Path, help="WAV file to record instead of the speaker")
+    sink.add_argument("--output-device", type=parse_device, metavar="DEVICE",
+                      help="speaker: index or name (`rtcodec devices`; default: the system's)")
     call.add_argument("--stats", type=Path, help="write the call statistics as JSON here")
     call.add_argument("--stun", help="STUN server, e.g. stun:stun.example.org:3478 (none by default)")
     call.add_argument("--turn", help="TURN server URL")
@@ -303,6 +315,9 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--turn-password", help="TURN password")
     _add_codec_options(call, fec_loss=str(FEC_EXPECTED_LOSS))
     call.set_defaults(run=cmd_call)
+
+    devices = commands.add_parser("devices", help="list the sound devices a call can use")
+    devices.set_defaults(run=cmd_devices)
 
     simulate = commands.add_parser(
         "simulate", help="send an audio file through a codec and a simulated lossy network"

@@ -1,23 +1,21 @@
-"""Tests for rtcodec.audio: file reading and writing, framing, the default input, sources, sinks."""
+"""Tests for rtcodec.audio: file reading and writing, resampling, framing, the default input, file sources and sinks."""
 
 from __future__ import annotations
 
 import math
 import os
-import sys
-import types
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.signal
 import soundfile
 
 from rtcodec.audio import (
     AudioError,
     FileSource,
-    MicrophoneSource,
-    SpeakerSink,
+    StreamingResampler,
     WavFileSink,
     default_speech,
     frames,
@@ -25,6 +23,7 @@ from rtcodec.audio import (
     resample,
     write_wav,
 )
+from rtcodec.audio import _lowpass, _rate_ratio
 from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE
 
 TONE_HZ = 440.0
@@ -42,19 +41,6 @@ def peak_hz(audio: np.ndarray) -> float:
     """Frequency of the strongest FFT bin of float [samples] at SAMPLE_RATE."""
     spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio))))
     return float(np.argmax(spectrum) * SAMPLE_RATE / len(audio))
-
-
-def device_available(kind: str) -> bool:
-    """Whether PortAudio loads and has a default device of `kind` ("input" or "output")."""
-    try:
-        import sounddevice
-    except (ImportError, OSError):
-        return False
-    try:
-        sounddevice.query_devices(kind=kind)
-    except sounddevice.PortAudioError:
-        return False
-    return True
 
 
 @pytest.mark.parametrize(
@@ -154,6 +140,65 @@ def test_resample_gives_float32_of_the_new_length() -> None:
 def test_resample_rejects_non_positive_rates() -> None:
     with pytest.raises(ValueError, match="positive"):
         resample(sine(SAMPLE_RATE), 0)
+
+
+RATE_PAIRS = [
+    (48_000, SAMPLE_RATE), (SAMPLE_RATE, 48_000), (44_100, SAMPLE_RATE), (SAMPLE_RATE, 44_100), (22_050, SAMPLE_RATE)
+]
+"""Device rates a call resamples from (microphone) and to (speaker)."""
+
+
+def resample_in_chunks(audio: np.ndarray, from_rate: int, to_rate: int, cuts: list[int]) -> np.ndarray:
+    """`audio` through one StreamingResampler, split at the sample indices `cuts`, joined."""
+    resampler = StreamingResampler(from_rate, to_rate)
+    return np.concatenate([resampler.process(chunk) for chunk in np.split(audio, cuts)])
+
+
+@pytest.mark.parametrize(("from_rate", "to_rate"), RATE_PAIRS)
+def test_streaming_resampler_output_does_not_depend_on_how_the_input_is_chunked(from_rate: int, to_rate: int) -> None:
+    audio = np.random.default_rng(0).uniform(-1, 1, from_rate // 5).astype(np.float32)
+    whole = resample_in_chunks(audio, from_rate, to_rate, [])
+    ragged_cuts = sorted(np.random.default_rng(1).integers(0, len(audio), 40).tolist())  # empty and 1-sample chunks too
+
+    up, down = _rate_ratio(from_rate, to_rate)
+    exact = scipy.signal.upfirdn(_lowpass(up, down), audio.astype(np.float64), up, down)
+    assert whole.dtype == np.float32 and len(whole) == math.ceil(len(audio) * to_rate / from_rate)
+    np.testing.assert_allclose(resample_in_chunks(audio, from_rate, to_rate, ragged_cuts), whole, atol=1e-6)
+    np.testing.assert_allclose(whole, exact[: len(whole)], atol=1e-5)
+
+
+@pytest.mark.parametrize(("from_rate", "to_rate"), [(48_000, SAMPLE_RATE), (SAMPLE_RATE, 48_000)])
+def test_streaming_resampler_is_the_offline_resampler_delayed_by_half_its_filter(from_rate: int, to_rate: int) -> None:
+    audio = sine(from_rate, seconds=0.5)
+    lag = 10 * to_rate // min(from_rate, to_rate)  # 10 zero crossings of the lower rate
+    streamed = resample_in_chunks(audio, from_rate, to_rate, list(range(0, len(audio), 960)))
+    offline = resample(audio, from_rate, to_rate)
+    middle = slice(100, len(offline) - 100)  # away from the ends, where the offline one pads
+
+    np.testing.assert_allclose(streamed[lag:][middle], offline[: len(streamed) - lag][middle], atol=1e-5)
+
+
+def test_streaming_resampler_keeps_speech_band_tones_and_removes_what_would_alias() -> None:
+    rate = 48_000
+    time = np.arange(rate) / rate
+    kept = StreamingResampler(rate, SAMPLE_RATE).process(0.5 * np.sin(2 * np.pi * TONE_HZ * time))
+    aliased = StreamingResampler(rate, SAMPLE_RATE).process(0.5 * np.sin(2 * np.pi * 10_000 * time))
+
+    settled = slice(SAMPLE_RATE // 10, None)
+    assert abs(peak_hz(kept[settled]) - TONE_HZ) <= 2.0
+    assert np.std(kept[settled]) == pytest.approx(0.5 / math.sqrt(2), rel=0.01)
+    assert np.std(aliased[settled]) < 0.5 / math.sqrt(2) * 10 ** (-40 / 20)  # 10 kHz would fold to 6 kHz
+
+
+def test_streaming_resampler_at_equal_rates_passes_audio_unchanged_and_refuses_bad_input() -> None:
+    audio = sine(SAMPLE_RATE, seconds=0.1)
+    resampler = StreamingResampler(SAMPLE_RATE, SAMPLE_RATE)
+
+    np.testing.assert_array_equal(resampler.process(audio), audio)
+    with pytest.raises(ValueError, match="positive"):
+        StreamingResampler(0, SAMPLE_RATE)
+    with pytest.raises(AudioError, match="NaN"):
+        resampler.process(np.full(10, np.nan, dtype=np.float32))
 
 
 def test_write_wav_round_trips_as_16_bit_pcm(tmp_path: Path) -> None:
@@ -313,126 +358,3 @@ def test_integer_samples_are_refused_rather_than_passed_unscaled(tmp_path: Path,
     with pytest.raises(ValueError, match="float samples"):
         WavFileSink(tmp_path / "y.wav").write_frame(samples)
     assert list(tmp_path.iterdir()) == []
-
-
-def test_microphone_without_such_a_device_raises_audio_error() -> None:
-    with pytest.raises(AudioError):
-        MicrophoneSource(device=10_000)
-
-
-def test_devices_without_portaudio_raise_audio_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "sounddevice", None)
-
-    with pytest.raises(AudioError, match="unavailable"):
-        MicrophoneSource()
-    with pytest.raises(AudioError, match="unavailable"):
-        SpeakerSink()
-
-
-@pytest.mark.skipif(device_available("input"), reason="this machine has an audio input device")
-def test_microphone_on_a_machine_without_input_devices_raises_audio_error() -> None:
-    with pytest.raises(AudioError):
-        MicrophoneSource()
-
-
-@pytest.mark.skipif(device_available("output"), reason="this machine has an audio output device")
-def test_speaker_on_a_machine_without_output_devices_raises_audio_error() -> None:
-    with pytest.raises(AudioError):
-        SpeakerSink()
-
-
-DEVICE_SETTINGS = {"samplerate": SAMPLE_RATE, "channels": 1, "dtype": "float32", "blocksize": FRAME_SAMPLES}
-"""What the sound device must be opened with: one 20 ms mono float32 frame per block."""
-
-
-class FakeInputStream:
-    """Stands in for sounddevice.InputStream: `start()` delivers CAPTURED_FRAMES frames at once,
-    frame i filled with i / 100."""
-
-    CAPTURED_FRAMES = 12
-
-    def __init__(self, callback: Callable[..., None], device: object, **settings: object) -> None:
-        assert settings == DEVICE_SETTINGS
-        self.callback = callback
-        self.closed = self.active = False
-
-    def start(self) -> None:
-        self.active = True
-        for index in range(self.CAPTURED_FRAMES):
-            block = np.full((FRAME_SAMPLES, 1), index / 100, dtype=np.float32)
-            self.callback(block, FRAME_SAMPLES, None, None)
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class FakeOutputStream:
-    """Stands in for sounddevice.OutputStream: keeps what is written; fails when `unplugged`."""
-
-    def __init__(self, device: object, **settings: object) -> None:
-        assert settings == DEVICE_SETTINGS
-        self.blocks: list[np.ndarray] = []
-        self.closed = self.unplugged = False
-
-    def start(self) -> None:
-        pass
-
-    def write(self, block: np.ndarray) -> bool:
-        if self.unplugged:
-            raise RuntimeError("Stream is stopped [PaErrorCode -9983]")
-        self.blocks.append(block.copy())
-        return False
-
-    def stop(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-
-def test_microphone_drops_the_oldest_frames_when_the_reader_lags_and_ends_on_close(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    fake = types.SimpleNamespace(InputStream=FakeInputStream, PortAudioError=RuntimeError)
-    monkeypatch.setitem(sys.modules, "sounddevice", fake)
-
-    microphone = MicrophoneSource(max_queued_frames=10)
-    assert not microphone._stream.active  # nothing is captured before the call reads
-    oldest_kept = microphone.read_frame()
-    microphone.close()
-
-    assert microphone.dropped_frames == 2
-    assert oldest_kept is not None and oldest_kept.shape == (FRAME_SAMPLES,)
-    np.testing.assert_array_equal(oldest_kept, np.float32(0.02))
-    assert microphone.read_frame() is None
-
-
-def test_the_speaker_plays_clipped_mono_frames_and_an_unplugged_device_is_an_audio_error(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    fake = types.SimpleNamespace(OutputStream=FakeOutputStream, PortAudioError=RuntimeError)
-    monkeypatch.setitem(sys.modules, "sounddevice", fake)
-
-    speaker = SpeakerSink()
-    speaker.write_frame(np.full(FRAME_SAMPLES, 1.5, dtype=np.float32))
-    (block,) = speaker._stream.blocks
-    assert block.shape == (FRAME_SAMPLES, 1) and block.dtype == np.float32 and block.max() == 1.0
-    speaker._stream.unplugged = True
-    with pytest.raises(AudioError, match="output device"):
-        speaker.write_frame(np.zeros(FRAME_SAMPLES, dtype=np.float32))
-
-
-@pytest.mark.skipif(not device_available("input"), reason="no audio input device on this machine")
-def test_microphone_captures_frames() -> None:
-    with MicrophoneSource() as microphone:
-        frame = microphone.read_frame()
-
-    assert frame is not None and frame.shape == (FRAME_SAMPLES,) and frame.dtype == np.float32
-    assert microphone.read_frame() is None
-
-
-@pytest.mark.skipif(not device_available("output"), reason="no audio output device on this machine")
-def test_speaker_plays_frames() -> None:
-    with SpeakerSink() as speaker:
-        for frame in frames(sine(SAMPLE_RATE, seconds=0.1)):
-            speaker.write_frame(frame)

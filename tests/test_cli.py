@@ -224,6 +224,7 @@ def test_a_call_refuses_the_other_codecs_loss_options(
     (["--output", "{tmp}"], "it is a directory"),
     (["--output", "{tmp}/x.wav", "--stats", "{tmp}/missing/stats.json"], "no such directory"),
     ([], "no usable audio output device"),
+    (["--output-device", "no such speaker"], "no usable audio output device ('no such speaker')"),
 ])
 def test_a_call_checks_its_outputs_before_it_waits_for_a_caller(
     tmp_path: Path, outputs: list[str], error: str, capsys: pytest.CaptureFixture[str]
@@ -240,7 +241,7 @@ def test_a_call_checks_its_outputs_before_it_waits_for_a_caller(
 
 def _has_output_device() -> bool:
     try:
-        rtcodec.audio.SpeakerSink().close()
+        rtcodec.devices.SpeakerSink().close()
     except rtcodec.audio.AudioError:
         return False
     return True

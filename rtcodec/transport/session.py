@@ -37,9 +37,9 @@ from typing import Any, Final, Literal
 
 from aiortc import RTCIceServer
 
-from rtcodec.audio import FileSource, FrameSink, FrameSource, MicrophoneSource, SpeakerSink
-from rtcodec.audio import WavFileSink, read_audio
+from rtcodec.audio import FileSource, FrameSink, FrameSource, WavFileSink, read_audio
 from rtcodec.bitstream import SEQ_MODULO, Packet, PacketError, wrapped_difference
+from rtcodec.devices import Device, MicrophoneSource, SpeakerSink
 from rtcodec.fileio import atomic_write_bytes, check_output_path
 from rtcodec.protocols import StreamDecoder, StreamEncoder
 from rtcodec.transport.jitter import FRAME_SECONDS, JitterBuffer, PutResult
@@ -161,6 +161,8 @@ class Session:
             stretched=counters.stretched,
             skipped=counters.skipped,
             outlier=counters.outlier,
+            capture_glitches=self._source.glitches if self._source else 0,
+            playback_glitches=self._sink.glitches if self._sink else 0,
             jitter_target_ms=round(self._jitter.target_frames * FRAME_SECONDS * 1000, 1),
             jitter_delay_p50_ms=self._buffer_delay.percentile_ms(50),
             one_way_delay_p50_ms=self._one_way.percentile_ms(50),
@@ -410,6 +412,8 @@ def run_call(
     token: str | None = None,
     input_path: Path | None = None,
     output_path: Path | None = None,
+    input_device: Device = None,
+    output_device: Device = None,
     stun: str | None = None,
     turn: str | None = None,
     turn_username: str | None = None,
@@ -420,7 +424,8 @@ def run_call(
 
     `role`: "listen" (wait for a TCP caller on host:port), "connect" (call host:port), "offer" or
     "answer" (copy-paste signalling on stdin/stdout). Audio comes from `input_path` (paced in real
-    time) or the microphone, and goes to `output_path` (WAV) or the speaker. A live status line
+    time) or the microphone `input_device`, and goes to `output_path` (WAV) or the speaker
+    `output_device` (devices: index, name substring, or None for the default). A live status line
     goes to stderr; Ctrl-C hangs up cleanly; `stats_path` receives the final stats as JSON.
     Raises SignallingError, PeerError or AudioError when the call cannot be set up, and ValueError
     for a `stats_path` that cannot be written; devices and files are checked before signalling.
@@ -435,6 +440,8 @@ def run_call(
             token=token,
             input_path=input_path,
             output_path=output_path,
+            input_device=input_device,
+            output_device=output_device,
             servers=ice_servers(stun, turn, turn_username, turn_password),
             stats_path=stats_path,
         )
@@ -451,6 +458,8 @@ async def _call(
     token: str | None,
     input_path: Path | None,
     output_path: Path | None,
+    input_device: Device,
+    output_device: Device,
     servers: Sequence[RTCIceServer],
     stats_path: Path | None,
 ) -> CallStats:
@@ -460,9 +469,9 @@ async def _call(
     async with AsyncExitStack() as on_failure:
         # Inputs and outputs are opened before signalling: a missing device or an unwritable file
         # fails here, not after the other side has answered.
-        source = FileSource(read_audio(input_path)) if input_path else MicrophoneSource()
+        source = FileSource(read_audio(input_path)) if input_path else MicrophoneSource(input_device)
         on_failure.callback(source.close)
-        sink = WavFileSink(output_path) if output_path else SpeakerSink()
+        sink = WavFileSink(output_path) if output_path else SpeakerSink(output_device)
         on_failure.callback(sink.close)
         peer = Peer(servers)
         on_failure.push_async_callback(peer.close)

@@ -68,6 +68,11 @@ class CallStats:
     """Of the concealed frames, those the jitter buffer inserted to grow its delay."""
     skipped: int
     """Frames the jitter buffer skipped to shrink its delay."""
+    capture_glitches: int
+    """Times this side's microphone lost audio (a device overflow, or a frame dropped because
+    sending fell behind); 0 for a file."""
+    playback_glitches: int
+    """Times this side's speaker ran out of audio to play (an underrun); 0 for a file."""
     jitter_target_ms: float
     """The jitter buffer's current target delay."""
     jitter_delay_p50_ms: float | None
@@ -102,10 +107,17 @@ class CallStats:
             f"{self.duration_s:6.1f} s | sent {self.packets_sent} ({self.sent_kbps:.1f} kbps) | "
             f"received {self.packets_received} ({self.received_kbps:.1f} kbps), "
             f"lost {self.lost}, late {self.late}, concealed {self.concealed}{self._hostile()} | "
+            f"{self._glitches()}"
             f"jitter buffer {self.jitter_target_ms:.0f} ms | "
             f"one-way p50 {format_ms(self.one_way_delay_p50_ms)} "
             f"p95 {format_ms(self.one_way_delay_p95_ms)}"
         )
+
+    def _glitches(self) -> str:
+        """"device glitches: capture C, playback P | " when a sound device lost audio; else nothing."""
+        if not (self.capture_glitches or self.playback_glitches):
+            return ""
+        return f"device glitches: capture {self.capture_glitches}, playback {self.playback_glitches} | "
 
     def _hostile(self) -> str:
         """", rejected R, flooded F" when the peer sent what was dropped unplayed; else nothing."""

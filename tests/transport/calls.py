@@ -20,6 +20,7 @@ class FrameList:
     def __init__(self) -> None:
         self.frames: list[np.ndarray] = []
         self.closed = False
+        self.glitches = 0
 
     def write_frame(self, frame: np.ndarray) -> None:
         self.frames.append(np.array(frame, dtype=np.float32))

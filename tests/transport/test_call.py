@@ -68,6 +68,21 @@ def test_without_loss_the_callee_plays_exactly_the_offline_decode_of_the_packets
     assert caller.sent_kbps == pytest.approx(KBPS, rel=0.25)
 
 
+def test_each_side_reports_the_glitches_of_its_own_source_and_sink() -> None:
+    source, sink = FileSource(speech(0.5)), FrameList()
+    source.glitches, sink.glitches = 3, 2  # as a microphone that overflowed, a speaker that ran dry
+
+    async def call() -> tuple[CallStats, CallStats]:
+        caller_peer, callee_peer = await meet()
+        caller = Session(caller_peer, source=source, encoder=OpusStreamEncoder(KBPS))
+        callee = Session(callee_peer, sink=sink, decoder=OpusStreamDecoder())
+        return await asyncio.gather(caller.run(), callee.run())
+
+    caller, callee = asyncio.run(call())
+    assert (caller.capture_glitches, caller.playback_glitches) == (3, 0)
+    assert (callee.capture_glitches, callee.playback_glitches) == (0, 2)
+
+
 def test_a_peer_that_disconnects_mid_call_ends_the_call_with_a_complete_file(
     tmp_path: Path,
 ) -> None:

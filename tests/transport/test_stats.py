@@ -43,6 +43,11 @@ def test_the_status_line_shows_dropped_messages_only_when_there_are_some() -> No
     assert "rejected 2, flooded 7 |" in stats(rejected=2, flooded=7).status_line()
 
 
+def test_the_status_line_shows_device_glitches_only_when_there_are_some() -> None:
+    assert "glitches" not in stats().status_line()
+    assert "device glitches: capture 0, playback 4 |" in stats(playback_glitches=4).status_line()
+
+
 def test_the_status_line_rewrites_itself_on_a_terminal() -> None:
     terminal = Terminal()
     status = StatusLine(terminal)
