@@ -102,8 +102,9 @@ class MicrophoneSource(ClosingContext):
 class SpeakerSink(ClosingContext):
     """A FrameSink that plays frames at SAMPLE_RATE on a sound device, mono.
 
-    `write_frame` blocks while the device buffer is full, which paces the caller in real time.
-    Raises AudioError when there is no usable output device. Underruns count as `glitches`.
+    The device is opened at once (AudioError when there is no usable output device), and starts
+    playing with the first frame. `write_frame` blocks while the device buffer is full, which
+    paces the caller in real time. Underruns after the first frame count as `glitches`.
     """
 
     def __init__(self, device: Device = None) -> None:
@@ -114,13 +115,17 @@ class SpeakerSink(ClosingContext):
             self._stream: sounddevice.OutputStream = sounddevice_module.OutputStream(
                 device=device, **_stream_settings(self.device_rate)
             )
-            self._stream.start()
         self._resampler = StreamingResampler(SAMPLE_RATE, self.device_rate)
 
     def write_frame(self, frame: np.ndarray) -> None:
+        if self._stream.closed:
+            raise ValueError("cannot play a frame: the speaker is closed")
         samples = np.clip(self._resampler.process(checked_frame(frame)), -1.0, 1.0)[:, np.newaxis]
         with self._failures():
-            if self._stream.write(samples):
+            first = not self._stream.active
+            if first:
+                self._stream.start()
+            if self._stream.write(samples) and not first:
                 self.glitches += 1
 
     def close(self) -> None:

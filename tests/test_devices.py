@@ -108,10 +108,10 @@ class FakeOutputStream:
     def __init__(self) -> None:
         self.blocks: list[np.ndarray] = []
         self.underruns: set[int] = set()
-        self.closed = self.unplugged = False
+        self.closed = self.unplugged = self.active = False
 
     def start(self) -> None:
-        pass
+        self.active = True
 
     def write(self, block: np.ndarray) -> bool:
         if self.unplugged:
@@ -216,7 +216,8 @@ def test_the_speaker_plays_clipped_mono_frames_counts_underruns_and_an_unplugged
 ) -> None:
     fake_device(SAMPLE_RATE)
     speaker = SpeakerSink()
-    speaker._stream.underruns = {1, 2}  # type: ignore[attr-defined]
+    assert not speaker._stream.active  # nothing plays (or underruns) before the first frame
+    speaker._stream.underruns = {0, 2, 3}  # type: ignore[attr-defined]  # 0: the silence before it
     for _ in range(4):
         speaker.write_frame(np.full(FRAME_SAMPLES, 1.5, dtype=np.float32))
     block = speaker._stream.blocks[0]  # type: ignore[attr-defined]
@@ -224,6 +225,9 @@ def test_the_speaker_plays_clipped_mono_frames_counts_underruns_and_an_unplugged
     assert speaker.glitches == 2
     speaker._stream.unplugged = True  # type: ignore[attr-defined]
     with pytest.raises(AudioError, match="output device"):
+        speaker.write_frame(np.zeros(FRAME_SAMPLES, dtype=np.float32))
+    speaker.close()
+    with pytest.raises(ValueError, match="closed"):
         speaker.write_frame(np.zeros(FRAME_SAMPLES, dtype=np.float32))
 
 
@@ -267,6 +271,7 @@ NULL_DEVICE_SCRIPT = f"""
 import json
 import numpy as np
 from rtcodec.devices import MicrophoneSource, SpeakerSink
+SpeakerSink({NULL_DEVICE!r}).close()  # never started
 with MicrophoneSource({NULL_DEVICE!r}) as microphone:
     captured = [microphone.read_frame() for _ in range(5)]
 with SpeakerSink({NULL_DEVICE!r}) as speaker:
