@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from rtcodec.audio import AudioError, StreamingResampler, ClosingContext, checked_frame
+from rtcodec.audio import AudioError, ClosingContext, StreamingResampler, checked_frame
 from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ _SAMPLE_FORMAT: dict[str, object] = {"channels": 1, "dtype": "float32"}
 
 def parse_device(text: str) -> int | str:
     """A device as given on a command line: a number is an index, anything else a name substring."""
-    return int(text) if text.strip().isdigit() else text
+    return int(text) if text.strip().isdecimal() else text
 
 
 def list_devices() -> str:
@@ -62,10 +62,10 @@ class MicrophoneSource(ClosingContext):
         self._pending = np.zeros(0, dtype=np.float32)
         with _device_errors("input", device) as sounddevice_module:
             self.device_rate = _device_rate(sounddevice_module, "input", device)
+            self._resampler = StreamingResampler(self.device_rate, SAMPLE_RATE)
             self._stream: sounddevice.InputStream = sounddevice_module.InputStream(
                 device=device, callback=self._on_audio, **_stream_settings(self.device_rate)
             )
-        self._resampler = StreamingResampler(self.device_rate, SAMPLE_RATE)
 
     def read_frame(self) -> np.ndarray | None:
         if self._stream.closed:
@@ -79,7 +79,7 @@ class MicrophoneSource(ClosingContext):
                 return None
             self._pending = np.concatenate([self._pending, self._resampler.process(block)])
         frame, self._pending = self._pending[:FRAME_SAMPLES], self._pending[FRAME_SAMPLES:]
-        return frame
+        return np.clip(frame, -1.0, 1.0)  # resampling may overshoot full scale
 
     def close(self) -> None:
         if not self._stream.closed:
@@ -112,10 +112,10 @@ class SpeakerSink(ClosingContext):
         with _device_errors("output", device) as sounddevice_module:
             self._device_error: type[Exception] = sounddevice_module.PortAudioError
             self.device_rate = _device_rate(sounddevice_module, "output", device)
+            self._resampler = StreamingResampler(SAMPLE_RATE, self.device_rate)
             self._stream: sounddevice.OutputStream = sounddevice_module.OutputStream(
                 device=device, **_stream_settings(self.device_rate)
             )
-        self._resampler = StreamingResampler(SAMPLE_RATE, self.device_rate)
 
     def write_frame(self, frame: np.ndarray) -> None:
         if self._stream.closed:
@@ -165,7 +165,7 @@ def _sounddevice() -> ModuleType:
     """The sounddevice module; AudioError where PortAudio is missing."""
     try:
         import sounddevice as sounddevice_module
-    except (ImportError, OSError) as error:
+    except Exception as error:  # ImportError, OSError (no libportaudio), PortAudioError (Pa_Initialize)
         raise AudioError(f"live audio is unavailable (no PortAudio): {error}") from None
     return sounddevice_module
 

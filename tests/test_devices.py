@@ -61,13 +61,19 @@ class FakeDevice:
 
     def __init__(self, rate: int = SAMPLE_RATE) -> None:
         self.rate = rate
+        self.checked: list[str] = []
         self.opened: list[dict[str, object]] = []
 
     def check_input_settings(self, device: object, samplerate: int, **settings: object) -> None:
+        self._check("input", samplerate)
+
+    def check_output_settings(self, device: object, samplerate: int, **settings: object) -> None:
+        self._check("output", samplerate)
+
+    def _check(self, kind: str, samplerate: int) -> None:
+        self.checked.append(kind)
         if samplerate != self.rate:
             raise self.PortAudioError("Invalid sample rate [PaErrorCode -9997]")
-
-    check_output_settings = check_input_settings
 
     def query_devices(self, device: object, kind: str) -> dict[str, object]:
         return {"name": "fake", "default_samplerate": float(self.rate)}
@@ -82,18 +88,19 @@ class FakeDevice:
 
 
 class FakeInputStream:
-    """`start()` delivers `blocks` blocks of a continuous tone at once; the last `overflowed`
-    of them are flagged as device overflows."""
+    """`start()` delivers `blocks` blocks of a continuous `signal` (a tone unless changed) at
+    once; the last `overflowed` of them are flagged as device overflows."""
 
     def __init__(self, callback: Callable[..., None], rate: int, blocksize: int) -> None:
         self.callback, self.rate, self.blocksize = callback, rate, blocksize
         self.blocks, self.overflowed = 12, 0
+        self.signal = tone
         self.closed = self.active = False
 
     def start(self) -> None:
         self.active = True
         for index in range(self.blocks):
-            block = tone(self.rate, self.blocksize, start=index * self.blocksize)[:, None]
+            block = self.signal(self.rate, self.blocksize, start=index * self.blocksize)[:, None]
             status = types.SimpleNamespace(input_overflow=index >= self.blocks - self.overflowed)
             self.callback(block, self.blocksize, None, status)
 
@@ -145,6 +152,7 @@ def test_a_device_that_takes_16_khz_is_opened_at_16_khz_in_blocks_of_one_frame(
     MicrophoneSource().close()
     SpeakerSink().close()
     expected = {"samplerate": SAMPLE_RATE, "blocksize": FRAME_SAMPLES, "channels": 1, "dtype": "float32"}
+    assert device.checked == ["input", "output"]
     assert device.opened == [expected, expected]
 
 
@@ -169,7 +177,25 @@ def test_the_microphone_counts_device_overflows(fake_device: Callable[..., FakeD
     microphone = MicrophoneSource(max_queued_frames=20)
     microphone._stream.overflowed = 3
     microphone.read_frame()
+    microphone.close()
     assert microphone.glitches == 3
+
+
+def square(rate: int, samples: int, start: int = 0) -> np.ndarray:
+    """A full-scale TONE_HZ square wave: resampling it overshoots [-1, 1] (Gibbs)."""
+    return np.sign(tone(rate, samples, start))
+
+
+def test_resampled_microphone_frames_stay_within_full_scale(fake_device: Callable[..., FakeDevice]) -> None:
+    fake_device(48_000)
+    microphone = MicrophoneSource(max_queued_frames=20)
+    microphone._stream.signal = square
+    captured = np.concatenate([microphone.read_frame() for _ in range(10)])  # type: ignore[misc]
+    microphone.close()
+
+    overshooting = StreamingResampler(48_000, SAMPLE_RATE).process(square(48_000, 12 * 960))
+    assert np.abs(overshooting).max() > 1.05  # what the microphone would give unclipped
+    assert np.abs(captured).max() <= 1.0
 
 
 @pytest.mark.parametrize(("device_rate", "blocksize"), [(48_000, 960), (44_100, 882), (11_025, 220)])
@@ -234,6 +260,7 @@ def test_the_speaker_plays_clipped_mono_frames_counts_underruns_and_an_unplugged
 def test_a_device_is_given_by_index_or_by_name() -> None:
     assert parse_device("3") == 3
     assert parse_device("USB Audio") == "USB Audio"
+    assert parse_device("²") == "²"  # a digit, but not a decimal one
 
 
 def test_the_device_list_says_so_when_there_are_none(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -283,24 +310,38 @@ print(json.dumps({{"rates": [microphone.device_rate, speaker.device_rate],
 """
 
 
+def alsa_available() -> bool:
+    """Whether PortAudio loads here with its ALSA host API."""
+    try:
+        import sounddevice
+    except (ImportError, OSError):
+        return False
+    return any(api["name"] == "ALSA" for api in sounddevice.query_hostapis())
+
+
 @pytest.fixture
 def null_device_home(tmp_path: Path) -> dict[str, str]:
-    """An environment whose ALSA configuration adds NULL_DEVICE; skips where PortAudio does not
-    list it (no PortAudio, or not ALSA)."""
+    """An environment whose ALSA configuration (~/.asoundrc) adds NULL_DEVICE."""
+    if not alsa_available():
+        pytest.skip("PortAudio with ALSA is not available here")
     (tmp_path / ".asoundrc").write_text(ASOUNDRC)
-    environment = os.environ | {"HOME": str(tmp_path)}
-    listing = subprocess.run([sys.executable, "-m", "rtcodec.cli", "devices"], env=environment,
-                             capture_output=True, text=True, timeout=60)
-    if NULL_DEVICE not in listing.stdout:
-        pytest.skip(f"PortAudio does not list ALSA's null device here: {listing.stdout or listing.stderr}")
-    return environment
+    return os.environ | {"HOME": str(tmp_path)}
+
+
+def test_rtcodec_devices_lists_what_portaudio_finds(null_device_home: dict[str, str]) -> None:
+    listing = subprocess.run([sys.executable, "-m", "rtcodec.cli", "devices"], env=null_device_home,
+                             capture_output=True, text=True, timeout=120)
+    assert listing.returncode == 0, listing.stderr
+    assert f"{NULL_DEVICE}, ALSA" in listing.stdout
 
 
 def test_the_real_portaudio_path_captures_and_plays_frames_on_alsas_null_device(
     null_device_home: dict[str, str],
 ) -> None:
+    """Our calls into sounddevice and PortAudio, for real. The null device takes any rate and
+    keeps no clock, so this says nothing of resampling, pacing or glitches (the fakes above do)."""
     result = subprocess.run([sys.executable, "-c", NULL_DEVICE_SCRIPT], env=null_device_home,
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {
         "rates": [SAMPLE_RATE, SAMPLE_RATE],
