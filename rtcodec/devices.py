@@ -62,6 +62,7 @@ class MicrophoneSource(ClosingContext):
         self._pending = np.zeros(0, dtype=np.float32)
         with _device_errors("input", device) as sounddevice_module:
             self.device_rate = _device_rate(sounddevice_module, "input", device)
+            self.description = _description(sounddevice_module, "input", device, self.device_rate)
             self._resampler = StreamingResampler(self.device_rate, SAMPLE_RATE)
             self._stream: sounddevice.InputStream = sounddevice_module.InputStream(
                 device=device, callback=self._on_audio, **_stream_settings(self.device_rate)
@@ -112,6 +113,7 @@ class SpeakerSink(ClosingContext):
         with _device_errors("output", device) as sounddevice_module:
             self._device_error: type[Exception] = sounddevice_module.PortAudioError
             self.device_rate = _device_rate(sounddevice_module, "output", device)
+            self.description = _description(sounddevice_module, "output", device, self.device_rate)
             self._resampler = StreamingResampler(SAMPLE_RATE, self.device_rate)
             self._stream: sounddevice.OutputStream = sounddevice_module.OutputStream(
                 device=device, **_stream_settings(self.device_rate)
@@ -154,6 +156,14 @@ def _device_rate(sounddevice_module: ModuleType, direction: Direction, device: D
     except sounddevice_module.PortAudioError:
         return round(sounddevice_module.query_devices(device, direction)["default_samplerate"])
     return SAMPLE_RATE
+
+
+def _description(sounddevice_module: ModuleType, direction: Direction, device: Device, rate: int) -> str:
+    """"'NAME' at RATE Hz", saying when it is resampled to or from SAMPLE_RATE."""
+    name = sounddevice_module.query_devices(device, direction)["name"]
+    if rate == SAMPLE_RATE:
+        return f"'{name}' at {rate} Hz"
+    return f"'{name}' at {rate} Hz, resampled {'to' if direction == 'input' else 'from'} {SAMPLE_RATE} Hz"
 
 
 def _stream_settings(rate: int) -> dict[str, object]:

@@ -11,6 +11,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -209,6 +210,7 @@ def test_a_microphone_that_refuses_16_khz_is_captured_at_its_own_rate_and_resamp
 
     assert device.opened[0]["samplerate"] == device_rate
     assert device.opened[0]["blocksize"] == blocksize  # 20 ms, or as near as whole samples get
+    assert microphone.description == f"'fake' at {device_rate} Hz, resampled to {SAMPLE_RATE} Hz"
     assert all(frame is not None and frame.shape == (FRAME_SAMPLES,) for frame in captured)
     audio = np.concatenate(captured)  # type: ignore[arg-type]
     whole = StreamingResampler(device_rate, SAMPLE_RATE).process(tone(device_rate, 12 * blocksize))
@@ -230,6 +232,7 @@ def test_a_speaker_that_refuses_16_khz_is_played_at_its_own_rate_from_resampled_
     speaker.close()
 
     assert device.opened[0]["samplerate"] == device_rate
+    assert speaker.description == f"'fake' at {device_rate} Hz, resampled from {SAMPLE_RATE} Hz"
     played = np.concatenate(speaker._stream.blocks)  # type: ignore[attr-defined]
     assert played.shape == (10 * device_rate // 50, 1) and played.dtype == np.float32
     audio = played[device_rate // 50 :, 0]
@@ -348,6 +351,27 @@ def test_the_real_portaudio_path_captures_and_plays_frames_on_alsas_null_device(
         "shapes": [[FRAME_SAMPLES]] * 5,
         "after_close": None,
     }
+
+
+def test_a_call_on_named_devices_opens_them_and_says_which_before_it_listens(
+    null_device_home: dict[str, str],
+) -> None:
+    command = [sys.executable, "-m", "rtcodec.cli", "call", "--listen", "127.0.0.1:0", "--codec", "opus",
+               "--kbps", "16", "--input-device", NULL_DEVICE, "--output-device", NULL_DEVICE]
+    call = subprocess.Popen(command, env=null_device_home, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(120, call.kill)
+    watchdog.start()
+    said = []
+    try:
+        for line in call.stderr:  # type: ignore[union-attr]
+            if line.startswith("listening on"):
+                break
+            said.append(line.strip())
+    finally:
+        watchdog.cancel()
+        call.kill()
+        call.wait()
+    assert said == [f"microphone: '{NULL_DEVICE}' at {SAMPLE_RATE} Hz", f"speaker: '{NULL_DEVICE}' at {SAMPLE_RATE} Hz"]
 
 
 @pytest.mark.skipif(not device_available("input"), reason="no audio input device on this machine")

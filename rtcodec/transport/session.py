@@ -469,9 +469,9 @@ async def _call(
     async with AsyncExitStack() as on_failure:
         # Inputs and outputs are opened before signalling: a missing device or an unwritable file
         # fails here, not after the other side has answered.
-        source = FileSource(read_audio(input_path)) if input_path else MicrophoneSource(input_device)
+        source = FileSource(read_audio(input_path)) if input_path else _microphone(input_device)
         on_failure.callback(source.close)
-        sink = WavFileSink(output_path) if output_path else SpeakerSink(output_device)
+        sink = WavFileSink(output_path) if output_path else _speaker(output_device)
         on_failure.callback(sink.close)
         peer = Peer(servers)
         on_failure.push_async_callback(peer.close)
@@ -497,6 +497,18 @@ async def _call(
     if stats_path is not None:
         atomic_write_bytes(stats_path, stats.to_json().encode() + b"\n")
     return stats
+
+
+def _microphone(device: Device) -> MicrophoneSource:
+    microphone = MicrophoneSource(device)
+    print(f"microphone: {microphone.description}", file=sys.stderr)
+    return microphone
+
+
+def _speaker(device: Device) -> SpeakerSink:
+    speaker = SpeakerSink(device)
+    print(f"speaker: {speaker.description}", file=sys.stderr)
+    return speaker
 
 
 async def _meet(
