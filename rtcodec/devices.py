@@ -32,6 +32,9 @@ _BlockQueue = queue.Queue[np.ndarray | None]
 _DEVICE_TIMEOUT_SECONDS = 2.0
 """How long a microphone may deliver nothing before it counts as failed."""
 _SAMPLE_FORMAT: dict[str, object] = {"channels": 1, "dtype": "float32"}
+LEAD_FRAMES = 1
+"""Frames of silence the speaker keeps queued ahead of the call's audio: the slack a late playout
+tick may use before the device runs dry. The speaker's delay grows by as much."""
 
 
 def parse_device(text: str) -> int | str:
@@ -104,8 +107,10 @@ class SpeakerSink(ClosingContext):
     """A FrameSink that plays frames at SAMPLE_RATE on a sound device, mono.
 
     The device is opened at once (AudioError when there is no usable output device), and starts
-    playing with the first frame. `write_frame` blocks while the device buffer is full, which
-    paces the caller in real time. Underruns after the first frame count as `glitches`.
+    playing with the first frame, behind LEAD_FRAMES of silence: a playout tick that comes a little
+    late then finds audio still queued instead of a dry device. `write_frame` blocks while the
+    device buffer is full, which paces the caller in real time. An underrun counts as a glitch, and
+    the lead of silence is queued again after it.
     """
 
     def __init__(self, device: Device = None) -> None:
@@ -124,17 +129,22 @@ class SpeakerSink(ClosingContext):
             raise ValueError("cannot play a frame: the speaker is closed")
         samples = np.clip(self._resampler.process(checked_frame(frame)), -1.0, 1.0)[:, np.newaxis]
         with self._failures():
-            first = not self._stream.active
-            if first:
+            if not self._stream.active:
                 self._stream.start()
-            if self._stream.write(samples) and not first:
+                self._queue_lead()
+            if self._stream.write(samples):
                 self.glitches += 1
+                self._queue_lead()
 
     def close(self) -> None:
         if not self._stream.closed:
             with self._failures():
                 self._stream.stop()
                 self._stream.close()
+
+    def _queue_lead(self) -> None:
+        """Queue LEAD_FRAMES of silence; an underrun it reports happened before it (on starting)."""
+        self._stream.write(np.zeros((LEAD_FRAMES * _block_size(self.device_rate), 1), dtype=np.float32))
 
     @contextmanager
     def _failures(self) -> Iterator[None]:
@@ -168,7 +178,12 @@ def _description(sounddevice_module: ModuleType, direction: Direction, device: D
 
 def _stream_settings(rate: int) -> dict[str, object]:
     """sounddevice stream settings at `rate`: mono float32, in blocks of one frame's duration."""
-    return {"samplerate": rate, "blocksize": round(rate * FRAME_SAMPLES / SAMPLE_RATE), **_SAMPLE_FORMAT}
+    return {"samplerate": rate, "blocksize": _block_size(rate), **_SAMPLE_FORMAT}
+
+
+def _block_size(rate: int) -> int:
+    """Samples at `rate` in one frame's duration (rounded)."""
+    return round(rate * FRAME_SAMPLES / SAMPLE_RATE)
 
 
 def _sounddevice() -> ModuleType:

@@ -233,7 +233,9 @@ def test_a_speaker_that_refuses_16_khz_is_played_at_its_own_rate_from_resampled_
 
     assert device.opened[0]["samplerate"] == device_rate
     assert speaker.description == f"'fake' at {device_rate} Hz, resampled from {SAMPLE_RATE} Hz"
-    played = np.concatenate(speaker._stream.blocks)  # type: ignore[attr-defined]
+    lead, *blocks = speaker._stream.blocks  # type: ignore[attr-defined]
+    assert lead.shape == (device_rate // 50, 1) and not lead.any()
+    played = np.concatenate(blocks)
     assert played.shape == (10 * device_rate // 50, 1) and played.dtype == np.float32
     audio = played[device_rate // 50 :, 0]
     assert abs(dominant_hz(audio, device_rate) - TONE_HZ) <= 5.0
@@ -246,12 +248,16 @@ def test_the_speaker_plays_clipped_mono_frames_counts_underruns_and_an_unplugged
     fake_device(SAMPLE_RATE)
     speaker = SpeakerSink()
     assert not speaker._stream.active  # nothing plays (or underruns) before the first frame
-    speaker._stream.underruns = {0, 2, 3}  # type: ignore[attr-defined]  # 0: the silence before it
+    speaker._stream.underruns = {0, 3}  # type: ignore[attr-defined]  # writes: 0 is the lead, 3 a frame
     for _ in range(4):
         speaker.write_frame(np.full(FRAME_SAMPLES, 1.5, dtype=np.float32))
-    block = speaker._stream.blocks[0]  # type: ignore[attr-defined]
-    assert block.shape == (FRAME_SAMPLES, 1) and block.dtype == np.float32 and block.max() == 1.0
-    assert speaker.glitches == 2
+
+    written = speaker._stream.blocks  # type: ignore[attr-defined]
+    silence, loud = np.zeros((FRAME_SAMPLES, 1), dtype=np.float32), np.ones((FRAME_SAMPLES, 1), dtype=np.float32)
+    expected = [silence, loud, loud, loud, silence, loud]  # lead, frames, the lead again after the underrun
+    assert len(written) == len(expected) and all(block.dtype == np.float32 for block in written)
+    assert all(np.array_equal(block, want) for block, want in zip(written, expected, strict=True))
+    assert speaker.glitches == 1
     speaker._stream.unplugged = True  # type: ignore[attr-defined]
     with pytest.raises(AudioError, match="output device"):
         speaker.write_frame(np.zeros(FRAME_SAMPLES, dtype=np.float32))
