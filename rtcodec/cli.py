@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -33,6 +34,8 @@ FEC_EXPECTED_LOSS = 10
 """Percent of packets that Opus FEC expects to be lost in a call, unless --expected-loss says: at 0
 libopus codes no FEC at all."""
 KBPS_RANGES = "rtcodec: 0.5 to 12 in steps of 0.5; Opus: 6 to 510"
+LOSS_NAMES = ("mel", "stft", "complex", "commitment", "codebook", "residual", "adversarial", "feature_matching")
+"""The losses whose weights `train --loss-weight` may set (TrainConfig.weight_NAME)."""
 EXPECTED_ERRORS = (AudioError, PacketError, ConfigError, WeightsError, SignallingError, PeerError, ValueError, OSError)
 
 
@@ -116,7 +119,22 @@ def _schedule(args: argparse.Namespace) -> dict[str, float]:
     """The TrainConfig fields that were given on the command line."""
     given = {"adversarial_from_step": args.adversarial_from, "eval_minutes": args.eval_minutes,
              "learning_rate": args.learning_rate}
-    return {name: value for name, value in given.items() if value is not None}
+    weights = {f"weight_{name}": weight for name, weight in args.loss_weight}
+    return {name: value for name, value in given.items() if value is not None} | weights
+
+
+def _loss_weight(text: str) -> tuple[str, float]:
+    """"NAME=WEIGHT" -> (NAME, WEIGHT): a loss of LOSS_NAMES and a finite weight >= 0."""
+    name, _, weight = text.partition("=")
+    if name not in LOSS_NAMES:
+        raise argparse.ArgumentTypeError(f"unknown loss '{name}' (one of: {', '.join(LOSS_NAMES)})")
+    try:
+        value = float(weight)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': the weight must be a number") from None
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"'{text}': the weight must be finite and >= 0")
+    return name, value
 
 
 def _spec(args: argparse.Namespace) -> CodecSpec:
@@ -284,6 +302,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float,
                        help="peak learning rate before its per-step decay (default: the TrainConfig's); "
                             "lower it to anneal a model that has stopped improving")
+    train.add_argument("--loss-weight", nargs="+", default=[], type=_loss_weight, metavar="NAME=WEIGHT",
+                       help=f"override loss weights, e.g. complex=2 (names: {', '.join(LOSS_NAMES)}; "
+                            "defaults: the TrainConfig's)")
     train.add_argument("--init-from", type=Path,
                        help="start from a release folder (e.g. rtcodec/weights) when RUN_DIR has no checkpoint; "
                             "a wider bottleneck is shrunk to the configured one, another decoder starts afresh")

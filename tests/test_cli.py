@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -405,3 +406,15 @@ def test_a_30_minute_input_encodes_and_decodes_in_bounded_memory(
     for command, peak in peaks.items():
         assert peak < MAX_MEMORY_PER_AUDIO_BYTE[command] * audio_bytes, (command, peak / audio_bytes)
     assert soundfile.info(decoded).frames == LONG_SECONDS * SAMPLE_RATE
+
+
+def test_train_loss_weights_cover_the_configs_weights_and_refuse_bad_ones() -> None:
+    from rtcodec.train.trainer import TrainConfig
+
+    names = [field.name for field in dataclasses.fields(TrainConfig)]
+    assert [f"weight_{name}" for name in cli.LOSS_NAMES] == [name for name in names if name.startswith("weight_")]
+    args = cli._parser().parse_args(["train", "data", "--loss-weight", "complex=2", "adversarial=0.5"])
+    assert cli._schedule(args) == {"weight_complex": 2.0, "weight_adversarial": 0.5}
+    for bad in ("complx=2", "complex=x", "complex=-1", "complex=inf", "complex"):
+        with pytest.raises(SystemExit):
+            cli._parser().parse_args(["train", "data", "--loss-weight", bad])
