@@ -46,6 +46,7 @@ from common import (
     use_one_thread,
     write_results,
 )
+from rtcodec import metrics
 from rtcodec.audio import write_wav
 from rtcodec.config import SAMPLE_RATE, STANDARD_KBPS
 
@@ -60,6 +61,9 @@ METRIC_FORMATS = {
 }
 """Table heading and decimals of each metric."""
 PLOTTED_METRICS = ("pesq_wb", "dnsmos_ovrl", "dnsmos_p808")
+BANDS = [f"{low}-{high} Hz" for low, high in metrics.LEVEL_BANDS_HZ]
+BALANCE_KBPS = 6.0
+"""The spectral-balance plot shows each codec at its rate nearest this."""
 LISTENING_FILES = 2
 """Decoded clips are written for the first this many files (the originals stay in --data)."""
 MISSING_WEIGHTS_HINT = "pass --weights DIR, or leave rtcodec out: --codecs opus lyra"
@@ -124,6 +128,7 @@ def file_entry(run: StreamRun, reference: np.ndarray, dnsmos: Dnsmos | None) -> 
         "total_bytes": run.total_bytes,
         "payload_bytes": run.payload_bytes,
         **quality_metrics(reference, run.audio, dnsmos),
+        "band_levels": metrics.band_levels(reference, run.audio),
     }
 
 
@@ -144,6 +149,7 @@ def summarize(condition: Condition, entries: list[Entry]) -> Entry:
         "kbps_payload": bitrate_kbps(sum(entry["payload_bytes"] for entry in entries), seconds),
         "kbps_total": bitrate_kbps(sum(entry["total_bytes"] for entry in entries), seconds),
         "metrics": {metric: mean([entry[metric] for entry in entries]) for metric in METRICS},
+        "band_levels": {band: mean([entry["band_levels"][band] for entry in entries]) for band in BANDS},
         "files": entries,
     }
 
@@ -226,6 +232,13 @@ def markdown(data: Entry) -> str:
         "Each rtcodec rate against the Opus rate nearest in payload bitrate; above 1 means rtcodec "
         "scores higher.\n",
         markdown_table(["rtcodec", "Opus", *headings], ratio_rows) if ratio_rows else "n/a\n",
+        "## Spectral balance\n",
+        "Level of the decoded speech against the original in each band, dB, over the loud frames "
+        "(`rtcodec.metrics.band_levels`): 0 is faithful; a cut band reads strongly negative.\n",
+        markdown_table(["condition", *BANDS], [
+            [summary["label"], *(number(summary["band_levels"][band], 1) for band in BANDS)]
+            for summary in data["conditions"]
+        ]),
     ])
 
 
@@ -235,9 +248,11 @@ def metric_cells(values: Entry) -> list[str]:
 
 
 def plot(data: Entry) -> Figure:
-    """One panel per PLOTTED_METRICS: the metric against payload kbps, one line per codec."""
-    figure, axes = new_figure(len(PLOTTED_METRICS))
-    for axis, metric in zip(axes, PLOTTED_METRICS, strict=True):
+    """One panel per PLOTTED_METRICS: the metric against payload kbps, one line per codec; and the
+    spectral balance of each codec's condition nearest BALANCE_KBPS."""
+    figure, axes = new_figure(len(PLOTTED_METRICS) + 1)
+    plot_balance(axes[-1], data["conditions"])
+    for axis, metric in zip(axes, PLOTTED_METRICS, strict=False):
         for codec, color in CODEC_COLORS.items():
             points = sorted(
                 (summary["kbps_payload"], summary["metrics"][metric])
@@ -254,6 +269,21 @@ def plot(data: Entry) -> Figure:
         axis.legend()
     figure.suptitle(f"Rate-quality, {data['settings']['files']} dev files, streaming")
     return figure
+
+
+def plot_balance(axis: Any, conditions: list[Entry]) -> None:
+    """Band level (dB) against band, one line per codec at its rate nearest BALANCE_KBPS."""
+    for codec, color in CODEC_COLORS.items():
+        ours = [summary for summary in conditions if summary["codec"] == codec]
+        if ours:
+            nearest = min(ours, key=lambda summary: abs(summary["kbps"] - BALANCE_KBPS))
+            axis.plot(BANDS, [nearest["band_levels"][band] for band in BANDS], "o-", color=color,
+                      label=nearest["label"])
+    axis.axhline(0.0, color="gray", linestyle="--", label="faithful")
+    axis.set(xlabel="band", ylabel="level vs original, dB (loud frames)")
+    axis.tick_params(axis="x", labelrotation=30)
+    axis.grid(alpha=0.3)
+    axis.legend()
 
 
 if __name__ == "__main__":

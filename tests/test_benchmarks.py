@@ -59,6 +59,9 @@ def test_quality_writes_results(shared_data: Path, tiny_weights: Path, tmp_path:
     assert (out / "quality.png").stat().st_size > 0
     assert "| rtcodec 6 kbps |" in (out / "quality.md").read_text()
     assert any((out / "clips").glob("*__rtcodec_6kbps.wav"))
+    opus_levels = data["conditions"][1]["band_levels"]
+    assert abs(opus_levels["500-1000 Hz"]) < 3 and opus_levels["6000-8000 Hz"] < -15  # Opus 6 kbps is narrowband
+    assert "## Spectral balance" in (out / "quality.md").read_text()
 
 
 def test_latency_writes_results(tiny_weights: Path, tmp_path: Path) -> None:
