@@ -64,6 +64,8 @@ PLOTTED_METRICS = ("pesq_wb", "dnsmos_ovrl", "dnsmos_p808")
 BANDS = [f"{low}-{high} Hz" for low, high in metrics.LEVEL_BANDS_HZ]
 BALANCE_KBPS = 6.0
 """The spectral-balance plot shows each codec at its rate nearest this."""
+BALANCE_RANGE_DB = (-20.0, 5.0)
+"""The spectral-balance plot's range: a cut band (Opus at 6 and 8 kbps above 4 kHz) runs off below."""
 LISTENING_FILES = 2
 """Decoded clips are written for the first this many files (the originals stay in --data)."""
 MISSING_WEIGHTS_HINT = "pass --weights DIR, or leave rtcodec out: --codecs opus lyra"
@@ -280,7 +282,7 @@ def plot_balance(axis: Any, conditions: list[Entry]) -> None:
             axis.plot(BANDS, [nearest["band_levels"][band] for band in BANDS], "o-", color=color,
                       label=nearest["label"])
     axis.axhline(0.0, color="gray", linestyle="--", label="faithful")
-    axis.set(xlabel="band", ylabel="level vs original, dB (loud frames)")
+    axis.set(xlabel="band", ylabel="level vs original, dB (loud frames)", ylim=BALANCE_RANGE_DB)
     axis.tick_params(axis="x", labelrotation=30)
     axis.grid(alpha=0.3)
     axis.legend()
