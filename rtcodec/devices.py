@@ -1,7 +1,7 @@
 """Live sound devices through sounddevice (PortAudio): a microphone FrameSource and a speaker FrameSink.
 
 A device is opened at SAMPLE_RATE, mono, float32, in blocks of one 20 ms frame, when it takes
-that; a device that refuses SAMPLE_RATE (raw ALSA hardware, WASAPI in exclusive mode) is opened at
+that; a device that refuses SAMPLE_RATE (raw ALSA hardware, some WASAPI setups) is opened at
 its own default rate instead, and a `StreamingResampler` converts on the way in or out. What a
 device loses (an overflow, a dropped frame, an underrun) is counted in `glitches`, which a call
 reports in its CallStats.
