@@ -25,6 +25,7 @@ from rtcodec.audio import (
 )
 from rtcodec.audio import _lowpass, _rate_ratio
 from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE
+from tones import peak_hz
 
 TONE_HZ = 440.0
 PCM_16_STEP = 1 / 32768
@@ -35,12 +36,6 @@ def sine(rate: int, seconds: float = 1.0, amplitude: float = 0.5) -> np.ndarray:
     """A TONE_HZ sine, float32 [round(seconds * rate)]."""
     time = np.arange(round(seconds * rate)) / rate
     return (amplitude * np.sin(2 * np.pi * TONE_HZ * time)).astype(np.float32)
-
-
-def peak_hz(audio: np.ndarray) -> float:
-    """Frequency of the strongest FFT bin of float [samples] at SAMPLE_RATE."""
-    spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio))))
-    return float(np.argmax(spectrum) * SAMPLE_RATE / len(audio))
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ import pytest
 from rtcodec.audio import AudioError, StreamingResampler
 from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE
 from rtcodec.devices import MicrophoneSource, SpeakerSink, list_devices, parse_device
+from tones import peak_hz
 
 TONE_HZ = 1000.0
 NULL_DEVICE = "rtcodec_null"
@@ -48,11 +49,6 @@ def device_available(kind: str) -> bool:
 def tone(rate: int, samples: int, start: int = 0) -> np.ndarray:
     """float32 [samples] of a 0.5-amplitude TONE_HZ sine at `rate`, from sample `start` on."""
     return (0.5 * np.sin(2 * np.pi * TONE_HZ * (start + np.arange(samples)) / rate)).astype(np.float32)
-
-
-def dominant_hz(audio: np.ndarray, rate: int) -> float:
-    spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio))))
-    return float(np.argmax(spectrum) * rate / len(audio))
 
 
 class FakeDevice:
@@ -216,7 +212,7 @@ def test_a_microphone_that_refuses_16_khz_is_captured_at_its_own_rate_and_resamp
     whole = StreamingResampler(device_rate, SAMPLE_RATE).process(tone(device_rate, 12 * blocksize))
     np.testing.assert_allclose(audio, whole[: len(audio)], atol=1e-6)  # frames join seamlessly across blocks
     audio = audio[FRAME_SAMPLES:]  # past the filter's start
-    assert abs(dominant_hz(audio, SAMPLE_RATE) - TONE_HZ) <= 5.0
+    assert abs(peak_hz(audio, SAMPLE_RATE) - TONE_HZ) <= 5.0
     assert np.std(audio) == pytest.approx(0.5 / math.sqrt(2), rel=0.02)
     assert microphone.glitches == 0
 
@@ -238,7 +234,7 @@ def test_a_speaker_that_refuses_16_khz_is_played_at_its_own_rate_from_resampled_
     played = np.concatenate(blocks)
     assert played.shape == (10 * device_rate // 50, 1) and played.dtype == np.float32
     audio = played[device_rate // 50 :, 0]
-    assert abs(dominant_hz(audio, device_rate) - TONE_HZ) <= 5.0
+    assert abs(peak_hz(audio, device_rate) - TONE_HZ) <= 5.0
     assert np.std(audio) == pytest.approx(0.5 / math.sqrt(2), rel=0.02)
 
 

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 from aiortc import RTCIceServer
 
@@ -75,6 +75,7 @@ _CLOCK_MODULO: Final = 1 << 32
 _CLOCK_UNITS: Final = 1_000_000
 """Capture times travel in microseconds modulo _CLOCK_MODULO (wrapping every 71 minutes)."""
 
+_LiveDevice = TypeVar("_LiveDevice", MicrophoneSource, SpeakerSink)
 Role = Literal["listen", "connect", "offer", "answer"]
 """How `run_call` meets the peer: TCP listen/connect, or copy-paste offer/answer."""
 
@@ -469,9 +470,12 @@ async def _call(
     async with AsyncExitStack() as on_failure:
         # Inputs and outputs are opened before signalling: a missing device or an unwritable file
         # fails here, not after the other side has answered.
-        source = FileSource(read_audio(input_path)) if input_path else _microphone(input_device)
+        if input_path:
+            source: FrameSource = FileSource(read_audio(input_path))
+        else:
+            source = _announced("microphone", MicrophoneSource(input_device))
         on_failure.callback(source.close)
-        sink = WavFileSink(output_path) if output_path else _speaker(output_device)
+        sink = WavFileSink(output_path) if output_path else _announced("speaker", SpeakerSink(output_device))
         on_failure.callback(sink.close)
         peer = Peer(servers)
         on_failure.push_async_callback(peer.close)
@@ -499,16 +503,10 @@ async def _call(
     return stats
 
 
-def _microphone(device: Device) -> MicrophoneSource:
-    microphone = MicrophoneSource(device)
-    print(f"microphone: {microphone.description}", file=sys.stderr)
-    return microphone
-
-
-def _speaker(device: Device) -> SpeakerSink:
-    speaker = SpeakerSink(device)
-    print(f"speaker: {speaker.description}", file=sys.stderr)
-    return speaker
+def _announced(label: str, device: _LiveDevice) -> _LiveDevice:
+    """`device`, once its `label` and description are on stderr."""
+    print(f"{label}: {device.description}", file=sys.stderr)
+    return device
 
 
 async def _meet(
