@@ -66,6 +66,8 @@ BALANCE_KBPS = 6.0
 """The spectral-balance plot shows each codec at its rate nearest this."""
 BALANCE_RANGE_DB = (-20.0, 5.0)
 """The spectral-balance plot's range: a cut band (Opus at 6 and 8 kbps above 4 kHz) runs off below."""
+PITCH_TOLERANCE = 0.01
+"""A frame's pitch counts as kept within 1 %."""
 LISTENING_FILES = 2
 """Decoded clips are written for the first this many files (the originals stay in --data)."""
 MISSING_WEIGHTS_HINT = "pass --weights DIR, or leave rtcodec out: --codecs opus lyra"
@@ -131,7 +133,19 @@ def file_entry(run: StreamRun, reference: np.ndarray, dnsmos: Dnsmos | None) -> 
         "payload_bytes": run.payload_bytes,
         **quality_metrics(reference, run.audio, dnsmos),
         "band_levels": metrics.band_levels(reference, run.audio),
+        "pitch": pitch_entry(metrics.pitch_deviations(reference, run.audio)),
     }
+
+
+def pitch_entry(deviations: np.ndarray) -> Entry:
+    """How far the decoded pitch strays in one file's voiced frames: median, in percent (None where
+    most frames kept no pitch at all), and the share of frames within PITCH_TOLERANCE; both None for
+    a file with no voiced frame."""
+    if not len(deviations):
+        return {"frames": 0, "median_percent": None, "within_tolerance": None}
+    median = float(100 * np.median(deviations))
+    return {"frames": len(deviations), "median_percent": median if np.isfinite(median) else None,
+            "within_tolerance": float(np.mean(deviations < PITCH_TOLERANCE))}
 
 
 def score_line(entry: Entry) -> str:
@@ -152,6 +166,8 @@ def summarize(condition: Condition, entries: list[Entry]) -> Entry:
         "kbps_total": bitrate_kbps(sum(entry["total_bytes"] for entry in entries), seconds),
         "metrics": {metric: mean([entry[metric] for entry in entries]) for metric in METRICS},
         "band_levels": {band: mean([entry["band_levels"][band] for entry in entries]) for band in BANDS},
+        "pitch": {key: mean([entry["pitch"][key] for entry in entries if entry["pitch"]["frames"]])
+                  for key in ("median_percent", "within_tolerance")},
         "files": entries,
     }
 
@@ -239,6 +255,15 @@ def markdown(data: Entry) -> str:
         "(`rtcodec.metrics.band_levels`): 0 is faithful; a cut band reads strongly negative.\n",
         markdown_table(["condition", *BANDS], [
             [summary["label"], *(number(summary["band_levels"][band], 1) for band in BANDS)]
+            for summary in data["conditions"]
+        ]),
+        "## Pitch\n",
+        "How far the decoded voice's pitch strays from the original's in its clearly voiced 25 ms "
+        "frames (`rtcodec.metrics.pitch_deviations`): the median deviation, and the share of frames "
+        f"within {100 * PITCH_TOLERANCE:g} %. Means over files.\n",
+        markdown_table(["condition", "median deviation %", f"frames within {100 * PITCH_TOLERANCE:g} %"], [
+            [summary["label"], number(summary["pitch"]["median_percent"], 2),
+             number(summary["pitch"]["within_tolerance"], 2)]
             for summary in data["conditions"]
         ]),
     ])

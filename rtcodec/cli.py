@@ -34,7 +34,9 @@ FEC_EXPECTED_LOSS = 10
 """Percent of packets that Opus FEC expects to be lost in a call, unless --expected-loss says: at 0
 libopus codes no FEC at all."""
 KBPS_RANGES = "rtcodec: 0.5 to 12 in steps of 0.5; Opus: 6 to 510"
-LOSS_NAMES = ("mel", "stft", "complex", "commitment", "codebook", "residual", "adversarial", "feature_matching")
+LOSS_NAMES = (
+    "mel", "stft", "complex", "phase", "commitment", "codebook", "residual", "adversarial", "feature_matching",
+)
 """The losses whose weights `train --loss-weight` may set (TrainConfig.weight_NAME)."""
 EXPECTED_ERRORS = (AudioError, PacketError, ConfigError, WeightsError, SignallingError, PeerError, ValueError, OSError)
 

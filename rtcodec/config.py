@@ -27,7 +27,7 @@ STANDARD_KBPS = (1.5, 3.0, 6.0, 9.0, 12.0)
 
 DECODERS = ("seanet", "spectral")
 """The decoder architectures a `CodecConfig` can name."""
-DECODER_FIELDS = ("decoder", "decoder_dim", "decoder_layers", "synthesis_overlap")
+DECODER_FIELDS = ("decoder", "decoder_dim", "decoder_layers", "synthesis_overlap", "phase_advance")
 """The `CodecConfig` fields that shape only the decoder."""
 
 
@@ -86,6 +86,9 @@ class CodecConfig:
     """ConvNeXt blocks in the spectral decoder."""
     synthesis_overlap: int = 80
     """Samples that consecutive frames of the spectral decoder share; its output lags by as many."""
+    phase_advance: bool = False
+    """Spectral decoder: carry each bin's phase from frame to frame, advanced by a predicted
+    frequency, instead of predicting it afresh every frame (`rtcodec.modules.spectral`)."""
     model_id: str = "untrained"
     extra: dict[str, object] = field(default_factory=dict, compare=False)
     """Provenance (training data, steps, dev metrics); does not change the architecture."""
@@ -99,6 +102,10 @@ class CodecConfig:
         _check_integer("decoder_dim", self.decoder_dim, 1)
         _check_integer("decoder_layers", self.decoder_layers, 0)
         _check_integer("synthesis_overlap", self.synthesis_overlap, 0, FRAME_SAMPLES)
+        if not isinstance(self.phase_advance, bool):
+            raise ConfigError(f"phase_advance must be true or false, got {self.phase_advance!r}")
+        if self.phase_advance and self.decoder != "spectral":
+            raise ConfigError("phase_advance needs the spectral decoder")
         _check_integer("num_codebooks", self.num_codebooks, 1, MAX_CODEBOOKS)
         _check_integer("codebook_size", self.codebook_size, 1)
         if self.codebook_size != CODEBOOK_SIZE:

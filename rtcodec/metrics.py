@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rtcodec.config import SAMPLE_RATE
+from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE
 
 MAX_LAG = SAMPLE_RATE // 20
 """Largest delay searched when aligning: 50 ms."""
@@ -75,3 +75,68 @@ def _power_spectrogram(audio: np.ndarray) -> np.ndarray:
     padded = np.pad(audio.astype(np.float64), (0, max(0, LEVEL_WINDOW - len(audio))))
     frames = np.lib.stride_tricks.sliding_window_view(padded, LEVEL_WINDOW)[::hop][:count]
     return (np.abs(np.fft.rfft(frames * np.hanning(LEVEL_WINDOW), axis=1)) ** 2).T
+
+
+PITCH_WINDOW = 400
+"""Samples (25 ms) of each frame whose pitch `pitch_deviations` measures; frames start 20 ms apart."""
+PITCH_RANGE_HZ = (70.0, 400.0)
+"""The voice pitches the tracker looks for."""
+VOICED_CORRELATION = 0.85
+"""A reference frame counts as voiced when its normalised autocorrelation peaks at least this high
+(and it is within LOUD_DB of the loudest frame)."""
+
+
+def pitch_deviations(reference: np.ndarray, degraded: np.ndarray) -> np.ndarray:
+    """|ln(f0 of degraded / f0 of reference)| in each of the reference's clearly voiced frames
+    (25 ms, 20 ms apart), after alignment: 0.01 is a pitch 1 % off, and inf a frame where the
+    degraded audio has no pitch in range at all (silent, or its autocorrelation peaks at the
+    range's edge).
+
+    A codec that keeps the voice's pitch reads a few thousandths in most frames. One whose decoder
+    renders the harmonics only roughly reads more, at every bitrate: a hoarse, unsteady voice.
+    Octave errors of the tracker read about 0.69; take the median.
+    """
+    for name, audio in (("reference", reference), ("degraded", degraded)):
+        if not np.all(np.isfinite(audio)):
+            raise ValueError(f"the {name} audio is not finite")
+    if min(len(reference), len(degraded)) < PITCH_WINDOW:
+        return np.zeros(0)
+    ref, deg = align(reference, degraded)
+    ref_f0, ref_voicing = _pitch_track(ref)
+    deg_f0, deg_voicing = _pitch_track(deg)
+    frame_db = 10 * np.log10(_frame_energy(ref) + 1e-12)
+    voiced = (ref_voicing >= VOICED_CORRELATION) & (frame_db > frame_db.max() - LOUD_DB)
+    with np.errstate(divide="ignore"):
+        deviation = np.abs(np.log(deg_f0 / ref_f0))
+    return np.where(deg_voicing > 0, deviation, np.inf)[voiced]
+
+
+def _frames(audio: np.ndarray) -> np.ndarray:
+    """[frames, PITCH_WINDOW] of `audio` (at least PITCH_WINDOW samples), FRAME_SAMPLES apart, mean removed."""
+    frames = np.lib.stride_tricks.sliding_window_view(audio.astype(np.float64), PITCH_WINDOW)[::FRAME_SAMPLES]
+    return frames - frames.mean(axis=1, keepdims=True)
+
+
+def _frame_energy(audio: np.ndarray) -> np.ndarray:
+    return np.sum(_frames(audio) ** 2, axis=1)
+
+
+def _pitch_track(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(f0 in Hz, normalised autocorrelation there; 0 where there is no pitch in range), each
+    [frames]. The period is the lag in PITCH_RANGE_HZ where the plain autocorrelation peaks (it
+    favours the shortest period over its multiples), refined by a parabola through the normalised
+    one, which divides out each lag's shrinking overlap."""
+    power = np.abs(np.fft.rfft(_frames(audio), 2 * PITCH_WINDOW, axis=1)) ** 2
+    autocorrelation = np.fft.irfft(power, axis=1)[:, :PITCH_WINDOW]
+    energy = autocorrelation[:, :1]
+    overlap = 1 - np.arange(PITCH_WINDOW) / PITCH_WINDOW
+    normalised = autocorrelation / (energy * overlap + 1e-12)
+    low, high = round(SAMPLE_RATE / PITCH_RANGE_HZ[1]), round(SAMPLE_RATE / PITCH_RANGE_HZ[0])
+    lag = low + np.argmax(autocorrelation[:, low : high + 1], axis=1)
+    rows = np.arange(len(lag))
+    before, peak, after = (normalised[rows, lag + step] for step in (-1, 0, 1))
+    curvature = before - 2 * peak + after
+    vertex = 0.5 * (before - after) / np.where(curvature < 0, curvature, -1.0)
+    shift = np.where(curvature < 0, np.clip(vertex, -1.0, 1.0), 0.0)
+    in_range = (energy[:, 0] > 1e-10) & (lag > low) & (lag < high)
+    return SAMPLE_RATE / (lag + shift), np.where(in_range, peak, 0.0)

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from rtcodec.config import FRAME_SAMPLES, CodecConfig, ConfigError
-from rtcodec.modules import Encoder, build_decoder
+from rtcodec.modules import Encoder, SpectralDecoder, build_decoder
 from rtcodec.quantization import QuantizerOutput, ResidualVectorQuantizer
 
 WEIGHTS_FILE = "model.safetensors"
@@ -33,6 +33,8 @@ class CodecOutput:
     audio: torch.Tensor
     """[batch, 1, samples] reconstruction."""
     quantizer: QuantizerOutput
+    phases: torch.Tensor | None
+    """[batch, frames, bins] the phases of the frames a spectral decoder made the audio of; else None."""
 
 
 class NeuralCodec(nn.Module):
@@ -67,7 +69,11 @@ class NeuralCodec(nn.Module):
         if audio.shape[-1] % FRAME_SAMPLES:
             raise ValueError(f"training audio length must be a multiple of {FRAME_SAMPLES}")
         quantized = self.quantizer(self.encoder(audio), active)
-        return CodecOutput(self.decoder(self.mark_lost(quantized.quantized, lost)), quantized)
+        latent = self.mark_lost(quantized.quantized, lost)
+        if isinstance(self.decoder, SpectralDecoder):
+            decoded, phases = self.decoder.forward_with_phases(latent)
+            return CodecOutput(decoded, quantized, phases)
+        return CodecOutput(self.decoder(latent), quantized, None)
 
     def save(self, directory: Path, dtype: torch.dtype = torch.float32) -> None:
         """Write `model.safetensors` (floating tensors as `dtype`) and `config.json` into `directory`."""

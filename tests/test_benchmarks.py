@@ -62,6 +62,9 @@ def test_quality_writes_results(shared_data: Path, tiny_weights: Path, tmp_path:
     opus_levels = data["conditions"][1]["band_levels"]
     assert abs(opus_levels["500-1000 Hz"]) < 3 and opus_levels["6000-8000 Hz"] < -15  # Opus 6 kbps is narrowband
     assert "## Spectral balance" in (out / "quality.md").read_text()
+    opus_pitch = data["conditions"][1]["pitch"]
+    assert opus_pitch["median_percent"] < 1 and opus_pitch["within_tolerance"] > 0.5  # Opus keeps the pitch
+    assert "## Pitch" in (out / "quality.md").read_text()
 
 
 def test_latency_writes_results(tiny_weights: Path, tmp_path: Path) -> None:

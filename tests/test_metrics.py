@@ -1,4 +1,4 @@
-"""rtcodec.metrics.band_levels: the spectral balance of decoded speech against the original."""
+"""rtcodec.metrics: the spectral balance and the pitch of decoded speech against the original."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import scipy.signal
 
 from rtcodec.config import SAMPLE_RATE
-from rtcodec.metrics import LEVEL_BANDS_HZ, band_levels
+from rtcodec.metrics import LEVEL_BANDS_HZ, band_levels, pitch_deviations
 
 
 @pytest.fixture
@@ -37,3 +37,40 @@ def test_only_the_loud_frames_count(noise: np.ndarray) -> None:
     assert list(band_levels(reference, hiss_in_the_pause).values()) == pytest.approx(
         [0.0] * len(LEVEL_BANDS_HZ), abs=0.01
     )
+
+
+def _voice(f0: float, seconds: float = 2.0) -> np.ndarray:
+    """Seven harmonics of `f0`, falling in level."""
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (0.2 * sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 8))).astype(np.float32)
+
+
+def test_a_copy_keeps_its_pitch_and_a_shifted_voice_reads_its_shift() -> None:
+    voice = _voice(150.0)
+    delayed = np.concatenate([np.zeros(160, dtype=np.float32), voice])
+    assert np.median(pitch_deviations(voice, delayed)) < 1e-3
+    for f0 in (120.0, 210.0):  # 2 % higher
+        deviations = pitch_deviations(_voice(f0), _voice(1.02 * f0))
+        assert len(deviations) > 90
+        assert np.median(deviations) == pytest.approx(np.log(1.02), abs=0.002)
+
+
+def test_only_voiced_frames_of_the_reference_count(noise: np.ndarray) -> None:
+    assert len(pitch_deviations(noise, noise)) == 0
+    silence = np.zeros(SAMPLE_RATE, dtype=np.float32)
+    half_voiced = np.concatenate([silence, _voice(150.0, 1.0)])
+    assert 40 <= len(pitch_deviations(half_voiced, half_voiced)) <= 50
+
+
+def test_a_decoded_voice_gone_silent_or_not_finite_is_not_a_kept_pitch() -> None:
+    voice = _voice(150.0)
+    assert np.all(pitch_deviations(voice, np.zeros_like(voice)) == np.inf)
+    with pytest.raises(ValueError, match="degraded audio is not finite"):
+        pitch_deviations(voice, np.full_like(voice, np.nan))
+    assert len(pitch_deviations(voice[:100], voice[:100])) == 0
+
+
+def test_a_faint_hum_in_the_pauses_does_not_count() -> None:
+    hum = 1e-4 * _voice(150.0, 1.0)
+    speech = np.concatenate([_voice(150.0, 1.0), hum])
+    assert 40 <= len(pitch_deviations(speech, speech)) <= 50

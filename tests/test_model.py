@@ -74,6 +74,7 @@ def test_damaged_files_give_a_clear_error(tmp_path: Path, damage: str) -> None:
     ("latent_dim", 0), ("bottleneck_blocks", -1), ("num_codebooks", 12.0), ("num_codebooks", 25),
     ("codebook_size", 1024.0), ("codebook_dim", [8]), ("model_id", 5), ("extra", [1]),
     ("decoder", "wavenet"), ("decoder_dim", 0), ("decoder_layers", -1), ("synthesis_overlap", 321),
+    ("phase_advance", 1), ("phase_advance", True),  # the latter with the SEANet decoder
 ])
 def test_a_config_value_of_the_wrong_type_or_range_is_a_clear_error(
     tmp_path: Path, key: str, value: object

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,6 +20,7 @@ TOLERANCE = 1e-5
 SMALL = CodecConfig(channels=4, latent_dim=32, bottleneck_hidden=32, num_codebooks=12)
 SPECTRAL = CodecConfig(channels=4, latent_dim=32, bottleneck_hidden=32, num_codebooks=12, decoder="spectral",
                        decoder_dim=24, decoder_layers=2, synthesis_overlap=48)
+CARRIED_PHASE = dataclasses.replace(SPECTRAL, phase_advance=True)
 
 
 def _layers() -> dict[str, tuple[nn.Module, int, int]]:
@@ -34,6 +36,7 @@ def _layers() -> dict[str, tuple[nn.Module, int, int]]:
         "encoder": (Encoder(SMALL), 1, FRAME_SAMPLES),
         "decoder": (Decoder(SMALL), SMALL.latent_dim, 1),
         "spectral_decoder": (SpectralDecoder(SPECTRAL), SPECTRAL.latent_dim, 1),
+        "spectral_decoder_carried_phase": (SpectralDecoder(CARRIED_PHASE), SPECTRAL.latent_dim, 1),
     }
 
 
@@ -172,7 +175,7 @@ def test_redundancy_follows_a_bitrate_change() -> None:
     assert [len(p.redundancy[0]) for p in packets[1:]] == [6]
 
 
-@pytest.mark.parametrize("config", [SMALL, SPECTRAL], ids=["seanet", "spectral"])
+@pytest.mark.parametrize("config", [SMALL, SPECTRAL, CARRIED_PHASE], ids=["seanet", "spectral", "carried_phase"])
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "reference"])
 def test_lost_frames_stream_as_the_offline_decode_with_the_lost_marker(config: CodecConfig, fast: bool) -> None:
     codec = untrained(config)

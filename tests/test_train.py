@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import subprocess
 import sys
@@ -14,12 +15,13 @@ import pytest
 import soundfile
 import torch
 
-from rtcodec.config import SAMPLE_RATE, CodecConfig
+from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE, CodecConfig
 from rtcodec.model import NeuralCodec
+from rtcodec.modules.spectral import FrameSynthesis
 from rtcodec.train.averaging import WeightAverage
 from rtcodec.train.checkpoint import load_checkpoint
 from rtcodec.train.data import split_by_speaker
-from rtcodec.train.losses import ComplexStftLoss, MultiScaleMelLoss, level_normalised
+from rtcodec.train.losses import ComplexStftLoss, MultiScaleMelLoss, PhaseDerivativeLoss, level_normalised
 from rtcodec.train.shrink import shrink_bottleneck
 from rtcodec.train.trainer import RELEASE_DIR, TrainConfig, Trainer, rank_stream, selection_score
 
@@ -219,6 +221,23 @@ def test_a_new_decoder_trains_on_a_frozen_encoder_and_quantizer(speech_folder: P
     assert all(not torch.equal(t, decoder[n]) for n, t in second.model.decoder.state_dict().items())
 
 
+def test_a_spectral_release_grows_a_decoder_that_carries_its_phase(speech_folder: Path, tmp_path: Path) -> None:
+    spectral = dataclasses.replace(TINY, decoder="spectral", decoder_dim=24, decoder_layers=2, synthesis_overlap=40)
+    first = Trainer(_config(speech_folder, tmp_path / "first", model=spectral, max_steps=2))
+    first.run()
+    carried = dataclasses.replace(spectral, phase_advance=True)
+    second = Trainer(_config(speech_folder, tmp_path / "second", model=carried,
+                             init_from=str(tmp_path / "first" / RELEASE_DIR)))
+    assert second.step == 2 and second.best is not None and second.best == first.best  # still the one to beat
+    head = f"decoder.layers.{len(second.model.decoder.layers) - 2}.conv."
+    _assert_close(second.model.state_dict(), first.average.model.state_dict(), skip=(head,))
+    release = NeuralCodec.load(tmp_path / "first" / RELEASE_DIR)
+    codes = torch.randint(0, 1024, (1, TINY.num_codebooks, 25), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # every bin starts at a frequency that turns by whole cycles in a hop
+        assert torch.allclose(second.model.decode(codes), release.decode(codes), atol=1e-4)
+    assert np.isfinite(second.train_step().values["total"])
+
+
 def test_freezing_an_unknown_part_is_refused(speech_folder: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot freeze decoder"):
         Trainer(_config(speech_folder, tmp_path / "run", frozen=("decoder",)))
@@ -324,6 +343,39 @@ def test_the_complex_loss_sees_phase_that_magnitude_losses_miss() -> None:
     assert complex_loss(target, target) == 0
     assert mel_loss(-target, target) < 1e-4
     assert complex_loss(-target, target) > 1.5
+
+
+def test_the_phase_loss_sees_phase_derivatives_but_not_the_absolute_phase() -> None:
+    """The phases of the frames that rebuild the target score zero, and still do with every phase
+    turned by one angle (the absolute phase, which no decoder can know); random phases score about pi."""
+    overlap = 40
+    audio = torch.randn(2, 1, 10 * FRAME_SAMPLES)
+    frames = torch.nn.functional.pad(audio[:, 0], (overlap, 0)).unfold(-1, FRAME_SAMPLES + overlap, FRAME_SAMPLES)
+    spectra = torch.fft.rfft(frames)
+    rebuilt = FrameSynthesis(overlap).synthesize(spectra.abs().log(), spectra.angle())
+    assert torch.allclose(rebuilt[..., overlap:], audio[..., :-overlap], atol=1e-5)  # they do rebuild it
+    loss = PhaseDerivativeLoss(overlap)
+    assert float(loss(spectra.angle(), audio)) < 1e-4
+    assert float(loss(spectra.angle() + 0.7, audio)) < 1e-4
+    assert float(loss(2 * math.pi * torch.rand_like(spectra.real), audio)) > 2.5
+
+
+def test_the_phase_loss_trains_the_detunes_of_a_decoder_that_carries_its_phase(
+    speech_folder: Path, tmp_path: Path
+) -> None:
+    model = dataclasses.replace(TINY, decoder="spectral", decoder_dim=24, decoder_layers=2, synthesis_overlap=40,
+                                phase_advance=True)
+    others = {f"weight_{name}": 0.0 for name in ("mel", "stft", "complex", "adversarial", "feature_matching")}
+    trainer = Trainer(_config(speech_folder, tmp_path / "run", model=model, weight_phase=1.0, **others))
+    assert np.isfinite(trainer.train_step().values["phase"])
+    head = trainer.model.decoder.layers[-2].conv
+    bins = trainer.model.decoder.synthesis.bins
+    assert head.weight.grad is not None and head.weight.grad[2 * bins :].abs().sum() > 0
+
+
+def test_the_phase_loss_needs_the_spectral_decoder(speech_folder: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="phase loss needs the spectral decoder"):
+        Trainer(_config(speech_folder, tmp_path / "run", weight_phase=1.0))
 
 
 def test_releases_are_selected_on_pesq_and_stoi_together() -> None:

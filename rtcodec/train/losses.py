@@ -1,4 +1,5 @@
-"""Reconstruction losses on spectrograms: multi-scale mel and multi-resolution STFT.
+"""Reconstruction losses on spectrograms: multi-scale mel and multi-resolution STFT, and the phase
+derivatives of a spectral decoder's frames.
 
 Audio is [batch, 1, samples] at SAMPLE_RATE.
 """
@@ -6,12 +7,13 @@ Audio is [batch, 1, samples] at SAMPLE_RATE.
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rtcodec.config import SAMPLE_RATE
+from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE
 
 MEL_SCALES = ((32, 5), (64, 10), (128, 20), (256, 40), (512, 80), (1024, 160), (2048, 320))
 """(window, mel bands) pairs, as in DAC."""
@@ -101,3 +103,42 @@ class ComplexStftLoss(nn.Module):
             est, ref = _spectrum(estimate, window), _spectrum(target, window)
             total = total + (est - ref).abs().mean() / ref.abs().mean().clamp(min=1e-5)
         return total / len(COMPLEX_WINDOWS)
+
+
+class PhaseDerivativeLoss(nn.Module):
+    """Anti-wrapped L1 between the phase derivatives of a spectral decoder's frames and those of the
+    frames that would rebuild the target exactly (as APNet trains its phase): over time, each bin's
+    advance from one frame to the next (its instantaneous frequency), and over frequency, the step
+    from one bin to the next within a frame (the group delay). Neither depends on the absolute
+    phase, which no decoder can know. Each bin counts by the target's magnitude there, so that
+    harmonics, whose phase follows from the pitch, count and noise, whose phase is random, hardly.
+    """
+
+    def __init__(self, overlap: int) -> None:
+        super().__init__()
+        self.overlap = overlap
+
+    def forward(self, phase: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """phase [batch, frames, bins] of the decoder's frames (`SpectralDecoder.forward_with_phases`);
+        audio [batch, 1, frames * FRAME_SAMPLES], the input it encodes (not delayed)."""
+        target = self._frame_spectra(audio)
+        reference, weight = target.angle(), target.abs()
+        advance = _weighted_mean(_wrapped(phase.diff(dim=1) - reference.diff(dim=1)),
+                                 torch.minimum(weight[:, 1:], weight[:, :-1]))
+        delay = _weighted_mean(_wrapped(phase.diff(dim=2) - reference.diff(dim=2)),
+                               torch.minimum(weight[..., 1:], weight[..., :-1]))
+        return advance + delay
+
+    def _frame_spectra(self, audio: torch.Tensor) -> torch.Tensor:
+        """Complex [batch, frames, bins]: the spectra whose synthesis gives `audio` back (lagging)."""
+        padded = F.pad(audio.squeeze(1), (self.overlap, 0))
+        return torch.fft.rfft(padded.unfold(-1, FRAME_SAMPLES + self.overlap, FRAME_SAMPLES))
+
+
+def _wrapped(angle: torch.Tensor) -> torch.Tensor:
+    """|angle| folded onto [0, pi]: the distance between two phases."""
+    return torch.remainder(angle + math.pi, 2 * math.pi).sub(math.pi).abs()
+
+
+def _weighted_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return (values * weight).sum() / weight.sum().clamp(min=1e-8)

@@ -30,7 +30,14 @@ from rtcodec.train.checkpoint import load_checkpoint, save_checkpoint
 from rtcodec.train.data import Augmentation, Corpus, CropSampler, find_audio, split_by_speaker
 from rtcodec.train.discriminator import MultiScaleStftDiscriminator, discriminator_loss, generator_losses
 from rtcodec.train.evaluate import evaluate, pick_dev_clips
-from rtcodec.train.losses import ComplexStftLoss, MultiResolutionStftLoss, MultiScaleMelLoss, level_normalised
+from rtcodec.train.grow import with_carried_phase
+from rtcodec.train.losses import (
+    ComplexStftLoss,
+    MultiResolutionStftLoss,
+    MultiScaleMelLoss,
+    PhaseDerivativeLoss,
+    level_normalised,
+)
 from rtcodec.train.shrink import shrink_bottleneck
 
 RELEASE_DIR = "best"
@@ -62,6 +69,8 @@ class TrainConfig:
     weight_mel: float = 15.0
     weight_stft: float = 1.0
     weight_complex: float = 10.0
+    weight_phase: float = 0.0
+    """`PhaseDerivativeLoss`, for a spectral decoder."""
     weight_commitment: float = 0.25
     weight_codebook: float = 1.0
     weight_residual: float = 1.0
@@ -146,6 +155,9 @@ class Trainer:
         self.mel_loss = MultiScaleMelLoss()
         self.stft_loss = MultiResolutionStftLoss()
         self.complex_loss = ComplexStftLoss()
+        if config.weight_phase and config.model.decoder != "spectral":
+            raise ValueError("the phase loss needs the spectral decoder: its weight must be 0 for another")
+        self.phase_loss = PhaseDerivativeLoss(config.model.synthesis_overlap)
         self.average = WeightAverage(self.model, config.average_decay)
         self.step = 0
         self.best: float | None = None
@@ -230,8 +242,8 @@ class Trainer:
         for group in (*self.optimizer.param_groups, *self.d_optimizer.param_groups):
             group["lr"] = self._learning_rate()
         output = self.codec(audio, active, lost)
-        decoded, audio = self._aligned(output.audio, audio)
-        estimate, target = level_normalised(decoded, audio)
+        decoded, aligned = self._aligned(output.audio, audio)
+        estimate, target = level_normalised(decoded, aligned)
         losses = {
             "mel": self.mel_loss(estimate, target),
             "stft": self.stft_loss(estimate, target),
@@ -240,9 +252,11 @@ class Trainer:
             "codebook": output.quantizer.codebook_loss,
             "residual": output.quantizer.residual_loss,
         }
+        if output.phases is not None and config.weight_phase:
+            losses["phase"] = self.phase_loss(output.phases, audio)
         adversarial = self.step >= config.adversarial_from_step
         if adversarial:
-            real, fake = self._crop_pair(audio, decoded)
+            real, fake = self._crop_pair(aligned, decoded)
             losses["adversarial"], losses["feature_matching"] = generator_losses(self.discriminator, real, fake)
         total = sum(getattr(config, f"weight_{name}") * value for name, value in losses.items())
         self.optimizer.zero_grad(set_to_none=True)
@@ -303,11 +317,16 @@ class Trainer:
     def _start_from_release(self, folder: Path) -> None:
         """Weights (and the discriminator, if saved) of a release; fresh optimisers. The release's
         dev score is the one to beat, unless its bottleneck was shrunk or its decoder is not the
-        configured one (then that starts afresh): then the first evaluation exports."""
+        configured one (then that starts afresh): then the first evaluation exports. A spectral
+        decoder that predicts its phase afresh is grown into the configured one that carries it
+        (`with_carried_phase`), and its score stays the one to beat."""
         release = NeuralCodec.load(folder)
         shrunk = release.config.bottleneck_hidden > self.config.model.bottleneck_hidden
         if shrunk:
             release = self._shrunk(release)
+        if self._carries_phase_unlike(release.config):
+            release = with_carried_phase(release)
+            self._log("its spectral decoder now carries its phase, from zero detunes (it decodes as before)")
         decoder = {name: getattr(self.config.model, name) for name in DECODER_FIELDS}
         same_decoder = all(getattr(release.config, name) == value for name, value in decoder.items())
         if replace(release.config, model_id=self.config.model.model_id, extra={}, **decoder) != self.config.model:
@@ -325,6 +344,11 @@ class Trainer:
         if not same_decoder:
             self._log(f"its decoder ({release.config.decoder}) is not the configured one "
                       f"({self.config.model.decoder}): it gives only its encoder and quantizer")
+
+    def _carries_phase_unlike(self, release: CodecConfig) -> bool:
+        """Whether the configured spectral decoder carries its phase and the release's does not."""
+        model = self.config.model
+        return model.phase_advance and not release.phase_advance and release.decoder == model.decoder
 
     def _shrunk(self, release: NeuralCodec) -> NeuralCodec:
         """The release with the configured (narrower) bottleneck, refitted on training crops."""
