@@ -102,9 +102,9 @@ def pitch_deviations(reference: np.ndarray, degraded: np.ndarray) -> np.ndarray:
     if min(len(reference), len(degraded)) < PITCH_WINDOW:
         return np.zeros(0)
     ref, deg = align(reference, degraded)
-    ref_f0, ref_voicing = _pitch_track(ref)
-    deg_f0, deg_voicing = _pitch_track(deg)
-    frame_db = 10 * np.log10(_frame_energy(ref) + 1e-12)
+    ref_f0, ref_voicing, ref_energy = _pitch_track(ref)
+    deg_f0, deg_voicing, _ = _pitch_track(deg)
+    frame_db = 10 * np.log10(ref_energy + 1e-12)
     voiced = (ref_voicing >= VOICED_CORRELATION) & (frame_db > frame_db.max() - LOUD_DB)
     with np.errstate(divide="ignore"):
         deviation = np.abs(np.log(deg_f0 / ref_f0))
@@ -117,13 +117,9 @@ def _frames(audio: np.ndarray) -> np.ndarray:
     return frames - frames.mean(axis=1, keepdims=True)
 
 
-def _frame_energy(audio: np.ndarray) -> np.ndarray:
-    return np.sum(_frames(audio) ** 2, axis=1)
-
-
-def _pitch_track(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(f0 in Hz, normalised autocorrelation there; 0 where there is no pitch in range), each
-    [frames]. The period is the lag in PITCH_RANGE_HZ where the plain autocorrelation peaks (it
+def _pitch_track(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(f0 in Hz, normalised autocorrelation there (0 where there is no pitch in range), energy),
+    each [frames]. The period is the lag in PITCH_RANGE_HZ where the plain autocorrelation peaks (it
     favours the shortest period over its multiples), refined by a parabola through the normalised
     one, which divides out each lag's shrinking overlap."""
     power = np.abs(np.fft.rfft(_frames(audio), 2 * PITCH_WINDOW, axis=1)) ** 2
@@ -139,4 +135,4 @@ def _pitch_track(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     vertex = 0.5 * (before - after) / np.where(curvature < 0, curvature, -1.0)
     shift = np.where(curvature < 0, np.clip(vertex, -1.0, 1.0), 0.0)
     in_range = (energy[:, 0] > 1e-10) & (lag > low) & (lag < high)
-    return SAMPLE_RATE / (lag + shift), np.where(in_range, peak, 0.0)
+    return SAMPLE_RATE / (lag + shift), np.where(in_range, peak, 0.0), energy[:, 0]
