@@ -154,6 +154,14 @@ class FrameSynthesis(StreamingModule[SynthesisState]):
         return carried.to(detunes.dtype)
 
 
+def frame_spectra(audio: torch.Tensor, overlap: int) -> torch.Tensor:
+    """Audio [batch, 1, frames * FRAME_SAMPLES] -> complex [batch, frames, bins]: the spectra that
+    `FrameSynthesis(overlap).synthesize` turns back into `audio`, lagging by `overlap` samples (each
+    frame's samples, unwindowed: the synthesis window's ramps sum to one)."""
+    padded = F.pad(audio.squeeze(1), (overlap, 0))
+    return torch.fft.rfft(padded.unfold(-1, FRAME_SAMPLES + overlap, FRAME_SAMPLES))
+
+
 class SpectralDecoder(nn.Module):
     """Latent [batch, latent_dim, frames] -> audio [batch, 1, frames * FRAME_SAMPLES], lagging by
     `config.synthesis_overlap` samples."""

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rtcodec.config import FRAME_SAMPLES, SAMPLE_RATE
+from rtcodec.config import SAMPLE_RATE
+from rtcodec.modules.spectral import frame_spectra
 
 MEL_SCALES = ((32, 5), (64, 10), (128, 20), (256, 40), (512, 80), (1024, 160), (2048, 320))
 """(window, mel bands) pairs, as in DAC."""
@@ -121,18 +122,13 @@ class PhaseDerivativeLoss(nn.Module):
     def forward(self, phase: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """phase [batch, frames, bins] of the decoder's frames (`SpectralDecoder.forward_with_phases`);
         audio [batch, 1, frames * FRAME_SAMPLES], the input it encodes (not delayed)."""
-        target = self._frame_spectra(audio)
+        target = frame_spectra(audio, self.overlap)
         reference, weight = target.angle(), target.abs()
         advance = _weighted_mean(_wrapped(phase.diff(dim=1) - reference.diff(dim=1)),
                                  torch.minimum(weight[:, 1:], weight[:, :-1]))
         delay = _weighted_mean(_wrapped(phase.diff(dim=2) - reference.diff(dim=2)),
                                torch.minimum(weight[..., 1:], weight[..., :-1]))
         return advance + delay
-
-    def _frame_spectra(self, audio: torch.Tensor) -> torch.Tensor:
-        """Complex [batch, frames, bins]: the spectra whose synthesis gives `audio` back (lagging)."""
-        padded = F.pad(audio.squeeze(1), (self.overlap, 0))
-        return torch.fft.rfft(padded.unfold(-1, FRAME_SAMPLES + self.overlap, FRAME_SAMPLES))
 
 
 def _wrapped(angle: torch.Tensor) -> torch.Tensor:
